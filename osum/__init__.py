@@ -1,0 +1,3 @@
+"""osum: a Lightning + Hydra training toolkit for speech LLMs of the OSUM family."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,93 @@
+"""Dynamic batches under a token budget, bucketed by length, homogeneous in output type.
+
+Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
+LLM compute), plus the same for encoder frames scaled by ``frame_weight``. Examples wait in a sort
+buffer per output type; when the buffer is full it is sorted by length and cut into batches, so that
+batches hold samples of similar length and padding stays small.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from osum.data.processing import Example
+from osum.template import IGNORE
+
+
+@dataclass
+class BatchLimits:
+    max_tokens: int = 4096  # LLM positions incl. padding
+    max_frames: int = 60000  # mel frames incl. padding
+    max_samples: int = 64
+    buffer_size: int = 256  # examples sorted together per output type
+
+
+def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
+    n = len(batch) + 1
+    if n > limits.max_samples:
+        return False
+    longest = max(ex.length, max((b.length for b in batch), default=0))
+    frames = max(ex.frames, max((b.frames for b in batch), default=0))
+    return longest * n <= limits.max_tokens and frames * n <= limits.max_frames
+
+
+def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
+    examples = sorted(examples, key=lambda e: (e.length, e.frames))
+    batches: list[list[Example]] = []
+    current: list[Example] = []
+    for ex in examples:
+        if current and not batch_fits(current, ex, limits):
+            batches.append(current)
+            current = []
+        current.append(ex)
+    if current:
+        batches.append(current)
+    return batches
+
+
+class Batcher:
+    """Collects examples per output type and emits batches; ``flush`` empties every buffer."""
+
+    def __init__(self, limits: BatchLimits, rng: random.Random):
+        self.limits, self.rng = limits, rng
+        self.buffers: dict[str, list[Example]] = {}
+
+    def add(self, ex: Example) -> Iterator[list[Example]]:
+        buf = self.buffers.setdefault(ex.output_type, [])
+        buf.append(ex)
+        if len(buf) >= self.limits.buffer_size:
+            yield from self._emit(ex.output_type)
+
+    def _emit(self, output_type: str) -> Iterator[list[Example]]:
+        batches = cut_batches(self.buffers.pop(output_type, []), self.limits)
+        self.rng.shuffle(batches)
+        yield from batches
+
+    def flush(self) -> Iterator[list[Example]]:
+        for output_type in sorted(self.buffers):
+            yield from self._emit(output_type)
+
+
+def collate(batch: list[Example], pad_id: int) -> dict:
+    """Right-padded tensors plus the per-sample bookkeeping the stages and decoding need."""
+    b, width = len(batch), max(e.length for e in batch)
+    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
+    targets = torch.full((b, width), IGNORE, dtype=torch.long)
+    for i, e in enumerate(batch):
+        input_ids[i, : e.length] = torch.tensor(e.input_ids)
+        targets[i, : e.length] = torch.tensor(e.targets)
+    out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
+           "output_type": batch[0].output_type, "input_ids": input_ids, "targets": targets,
+           "meta": [e.meta for e in batch], "audio_seconds": sum(e.seconds for e in batch),
+           "mel": None, "mel_lengths": None}
+    if batch[0].mel is not None:
+        frames = max(e.frames for e in batch)
+        mel = torch.zeros(b, frames, batch[0].mel.shape[1])
+        for i, e in enumerate(batch):
+            mel[i, : e.frames] = e.mel
+        out["mel"], out["mel_lengths"] = mel, torch.tensor([e.frames for e in batch])
+    return out

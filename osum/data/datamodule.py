@@ -1,0 +1,70 @@
+"""The LightningDataModule: shard sets in, dynamic batches of model-ready tensors out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from osum.data.batching import BatchLimits
+from osum.data.mixture import TaskMixture
+from osum.data.processing import Filters, SampleProcessor
+from osum.data.shardlist import resolve_shards
+from osum.data.stream import ShardStream
+from osum.models.llm import load_tokenizer
+from osum.tasks import TaskRegistry
+from osum.template import SequenceBuilder, TemplateConfig
+
+log = logging.getLogger("osum.data")
+
+
+def build_text_side(tokenizer_path: str, template: Mapping[str, Any], rendering: Mapping[str, Any]):
+    """Tokenizer, sequence builder and task registry: shared by training, decoding and inference."""
+    tokenizer = load_tokenizer(tokenizer_path)
+    t = dict(template)
+    t["strides"] = tuple(t.get("strides", (2, 2, 2)))
+    builder = SequenceBuilder(tokenizer, TemplateConfig(**t))
+    registry = TaskRegistry.from_config(**dict(rendering))
+    return tokenizer, builder, registry
+
+
+class SpeechDataModule(L.LightningDataModule):
+    def __init__(self, train: Any, valid: Any, tokenizer: str, tasks: Mapping[str, float],
+                 template: Mapping[str, Any], rendering: Mapping[str, Any], filters: Mapping[str, Any],
+                 batch: Mapping[str, Any], spec_augment: Mapping[str, Any] | None = None, n_mels: int = 80,
+                 num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None):
+        super().__init__()
+        self.train_spec, self.valid_spec = train, valid
+        self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
+        self.mixture = TaskMixture(self.registry, tasks)
+        self.valid_mixture = TaskMixture(self.registry, valid_tasks) if valid_tasks else self.mixture
+        self.filters = Filters(**dict(filters))
+        self.limits = BatchLimits(**dict(batch))
+        self.spec_augment = dict(spec_augment) if spec_augment else None
+        self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
+        self.train_shards = resolve_shards(train) if train else []
+        self.valid_shards = resolve_shards(valid) if valid else []
+        if self.train_shards:
+            shares = ", ".join(f"{t} {s:.0%}" for t, s in self.mixture.shares().items())
+            log.info("train: %d shard(s); task shares (before per-sample availability): %s", len(self.train_shards),
+                     shares)
+
+    def processor(self, train: bool) -> SampleProcessor:
+        return SampleProcessor(self.builder, self.registry, self.mixture if train else self.valid_mixture,
+                               self.filters, self.n_mels, self.spec_augment if train else None)
+
+    def _loader(self, shards: list[str], train: bool) -> DataLoader:
+        stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
+                             seed=self.seed, shuffle=train, infinite=train)
+        return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=train and self.num_workers > 0,
+                          prefetch_factor=4 if self.num_workers > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_shards, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.valid_shards, train=False)

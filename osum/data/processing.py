@@ -1,0 +1,93 @@
+"""One raw sample -> one model-ready example: decode, filter, choose a task, render, lay out, featurize."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from osum.data.audio import TARGET_SR, decode_audio
+from osum.data.features import HOP, log_mel, spec_augment
+from osum.data.mixture import TaskMixture
+from osum.data.reader import RawSample
+from osum.data.skips import BadSample
+from osum.tasks import TaskRegistry
+from osum.template import SequenceBuilder
+
+
+@dataclass
+class Filters:
+    min_seconds: float = 0.1
+    max_seconds: float = 30.0
+    max_target_tokens: int = 400
+    max_sequence: int = 2000
+
+
+@dataclass
+class Example:
+    key: str
+    shard: str
+    task: str
+    output_type: str
+    input_ids: list[int]
+    targets: list[int]
+    mel: torch.Tensor | None
+    seconds: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def frames(self) -> int:
+        return 0 if self.mel is None else int(self.mel.shape[0])
+
+
+class SampleProcessor:
+    """Turns a ``RawSample`` into an ``Example``; raises ``BadSample`` with a reason when it cannot."""
+
+    def __init__(self, builder: SequenceBuilder, registry: TaskRegistry, mixture: TaskMixture,
+                 filters: Filters, n_mels: int = 80, spec_aug: dict | None = None):
+        self.builder, self.registry, self.mixture = builder, registry, mixture
+        self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
+
+    def __call__(self, raw: RawSample, rng: random.Random) -> Example:
+        meta = raw.meta
+        if raw.audio is None:
+            raise BadSample("missing_audio")
+        task = self.mixture.choose(meta, rng)
+        if "target" in meta:  # original shards carry the rendered target
+            target = str(meta["target"]).strip()
+            if not target:
+                raise BadSample("empty_target")
+        else:
+            missing = self.registry.missing_fields(task, meta)
+            if missing:
+                raise BadSample("missing_field", f"{task.tag} needs {missing}")
+            unknown = self.registry.unknown_labels(meta)
+            if unknown:
+                raise BadSample("unknown_label", ", ".join(unknown))
+            target = self.registry.render(task, meta)
+        declared = meta.get("duration")
+        if isinstance(declared, int | float) and declared > self.filters.max_seconds:
+            raise BadSample("too_long", f"{declared:.1f} s > {self.filters.max_seconds} s")  # before decoding
+        audio = decode_audio(raw.audio)
+        seconds = audio.size / TARGET_SR
+        if seconds > self.filters.max_seconds:
+            raise BadSample("too_long", f"{seconds:.1f} s > {self.filters.max_seconds} s")
+        if seconds < self.filters.min_seconds:
+            raise BadSample("too_short", f"{seconds:.2f} s")
+        n_speech = self.builder.speech_length(audio.size // HOP)
+        seq = self.builder.build(task.output_type, self.registry.prompt(task, rng), n_speech, target)
+        n_target = seq.n_supervised
+        if n_target > self.filters.max_target_tokens:
+            raise BadSample("target_too_long", f"{n_target} tokens")
+        if len(seq) > self.filters.max_sequence:
+            raise BadSample("sequence_too_long", f"{len(seq)} tokens")
+        mel = log_mel(audio, self.n_mels)
+        if self.spec_aug:
+            mel = spec_augment(mel, rng, **self.spec_aug)
+        return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
+                       input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta)

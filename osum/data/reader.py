@@ -1,0 +1,112 @@
+"""Reading tar shards: members grouped by key, in our layout or the original OSUM layout.
+
+Our layout (design.md section 3): ``KEY.flac`` (or ``.wav``) and ``KEY.json`` with structured fields.
+Original OSUM shards (reference section 3.2: ``KEY.wav``, ``KEY.txt``, ``KEY.task``, ``KEY.extra`` ...)
+are read as they are: their ``txt`` is already the rendered target, so it becomes ``meta["target"]``
+and the sample keeps its own ``task``.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from osum.data.skips import BadSample, SkipCounter
+
+AUDIO_SUFFIXES = ("flac", "wav", "mp3", "ogg", "opus", "m4a")
+ORIGINAL_TEXT_FIELDS = ("txt", "task", "lang", "speaker", "emotion", "gender", "duration")
+
+
+@dataclass
+class RawSample:
+    """The members of one key: audio bytes (if any) and the metadata dict."""
+
+    key: str
+    shard: str
+    audio: bytes | None = None
+    meta: dict = field(default_factory=dict)
+    members: dict[str, bytes] = field(default_factory=dict)
+
+
+def open_stream(url: str):
+    """A local path, or anything webdataset's gopen understands (``pipe:``, http, s3 via pipe)."""
+    if "://" in url or url.startswith("pipe:"):
+        import webdataset as wds
+
+        return wds.gopen(url, "rb")
+    return open(url, "rb")
+
+
+def _group(shard: str, members: Iterator[tuple[str, bytes]], skips: SkipCounter) -> Iterator[dict[str, bytes]]:
+    current: dict[str, bytes] = {}
+    current_key = None
+    for name, data in members:
+        base = name.rsplit("/", 1)[-1]
+        if "." not in base:
+            continue
+        key, suffix = base.rsplit(".", 1)
+        if key != current_key and current:
+            yield {"__key__": current_key.encode(), **current}  # type: ignore[union-attr]
+            current = {}
+        current_key = key
+        if suffix in current:
+            skips.skip("duplicate_member", shard, key, suffix)
+        current[suffix] = data
+    if current:
+        yield {"__key__": current_key.encode(), **current}  # type: ignore[union-attr]
+
+
+def _tar_members(shard: str, skips: SkipCounter) -> Iterator[tuple[str, bytes]]:
+    try:
+        with open_stream(shard) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
+            for info in tar:
+                if info.isfile():
+                    f = tar.extractfile(info)
+                    yield info.name, f.read() if f else b""
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        skips.skip("truncated_or_corrupt_tar", shard, None, str(e)[:120])
+
+
+def to_raw_sample(shard: str, group: dict[str, bytes]) -> RawSample:
+    """Interpret one key's members; ``BadSample`` for missing or malformed metadata."""
+    key = group.pop("__key__").decode()
+    audio = next((group[s] for s in AUDIO_SUFFIXES if s in group), None)
+    if "json" in group:
+        try:
+            meta = json.loads(group["json"].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BadSample("malformed_json", str(e)[:120]) from None
+        if not isinstance(meta, dict):
+            raise BadSample("malformed_json", "top level is not an object")
+    elif "txt" in group:  # original OSUM layout
+        meta = {k: group[k].decode("utf-8", "replace").strip() for k in ORIGINAL_TEXT_FIELDS if k in group}
+        meta["target"] = meta.pop("txt", "")
+        if "extra" in group:
+            try:
+                meta["extra"] = json.loads(group["extra"].decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise BadSample("malformed_json", f"extra: {str(e)[:100]}") from None
+        if "duration" in meta:
+            try:
+                meta["duration"] = float(meta["duration"])
+            except ValueError:
+                meta.pop("duration")
+    else:
+        raise BadSample("missing_json", f"members: {sorted(group)}")
+    return RawSample(key=key, shard=shard, audio=audio, meta=meta, members=group)
+
+
+def read_shard(shard: str, skips: SkipCounter) -> Iterator[RawSample]:
+    """All usable samples of one shard, in order; bad ones are counted in ``skips`` and left out."""
+    name = Path(shard).name
+    for group in _group(name, _tar_members(shard, skips), skips):
+        key = group["__key__"].decode()
+        try:
+            sample = to_raw_sample(shard, group)
+        except BadSample as e:
+            skips.skip(e.reason, name, key, e.detail)
+            continue
+        yield sample

@@ -1,0 +1,70 @@
+"""A trained model ready to answer: backbone, tokenizer, sequence builder and task registry together.
+
+Used by `osum.decode` (batches over shards) and `osum.infer` (one file); both lay out prompts with the
+same ``SequenceBuilder`` as training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from osum.data.datamodule import build_text_side
+from osum.data.features import log_mel
+from osum.tasks import Task
+
+
+@dataclass
+class DecodeOptions:
+    max_new_tokens: int = 160
+    num_beams: int = 1
+    prompt_index: int = 0  # which prompt of a task's pool to use (deterministic decoding)
+
+
+class SpeechAssistant:
+    def __init__(self, backbone, text_cfg: dict[str, Any], device: str = "cpu"):
+        self.backbone = backbone.to(device).eval()
+        self.device = device
+        self.tokenizer, self.builder, self.registry = build_text_side(
+            text_cfg["tokenizer"], text_cfg["template"], text_cfg["rendering"])
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "cpu") -> SpeechAssistant:
+        from osum.stages.understanding import UnderstandingStage
+
+        stage = UnderstandingStage.load_from_checkpoint(path, map_location=device)
+        return cls(stage.backbone, stage.hparams["text"], device)
+
+    def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        mels = [log_mel(a) for a in audios]
+        lengths = torch.tensor([m.shape[0] for m in mels])
+        batch = torch.zeros(len(mels), int(lengths.max()), mels[0].shape[1])
+        for i, m in enumerate(mels):
+            batch[i, : m.shape[0]] = m
+        return batch.to(self.device), lengths.to(self.device)
+
+    @torch.no_grad()
+    def speech(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        mel, lengths = self.features(audios)
+        return self.backbone.encode_speech(mel, lengths)
+
+    def instruction(self, task: Task, opts: DecodeOptions) -> str | None:
+        pool = self.registry.prompts[task.tag]
+        choice = pool[opts.prompt_index % len(pool)]
+        return None if choice == "<no_prompt>" else choice
+
+    @torch.no_grad()
+    def answer(self, speech: torch.Tensor, speech_lengths: torch.Tensor, instructions: Sequence[str | None],
+               output_type: str = "text", opts: DecodeOptions | None = None) -> list[str]:
+        """One text answer per row of ``speech``, each for its own instruction."""
+        opts = opts or DecodeOptions()
+        prompts = [self.builder.prompt(output_type, instr, int(n)) for instr, n in zip(instructions, speech_lengths)]
+        ids = self.backbone.generate(prompts, speech, speech_lengths, eos_id=self.builder.eos_id,
+                                     pad_id=self.tokenizer.pad_token_id, max_new_tokens=opts.max_new_tokens,
+                                     num_beams=opts.num_beams)
+        return [self.tokenizer.decode(x, skip_special_tokens=False).replace(self.tokenizer.pad_token, "").strip()
+                for x in ids]

@@ -1,0 +1,246 @@
+"""The task registry: a task tag string -> prompt pool, target renderer, hypothesis parser, metrics.
+
+A task is named by its tag string, e.g. ``"<TRANSCRIBE> <EMOTION>"`` (reference section 2.1). Each
+tag word maps onto one field of a sample (``FIELD_OF_TAG``), so a task is fully described by its tag
+string: the target is rendered from the sample's structured fields in the listed order ("ASR+X":
+transcript first, then one tag per paralinguistic field), and a hypothesis is parsed back into the same
+fields for scoring. Adding a task is one entry in ``DEFAULT_TASKS`` plus a prompt pool; adding a new
+kind of field is one entry in ``FIELD_OF_TAG`` (and, for a label field, a label set).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from osum.tasks.labels import MINI_LABEL_SETS, canonical, tag
+
+# Tag word -> the sample field it asks for.
+FIELD_OF_TAG: dict[str, str] = {
+    "TRANSCRIBE": "transcript",
+    "ALIGN": "words",
+    "CAPTION": "events",
+    "EMOTION": "emotion",
+    "STYLE": "style",
+    "GENDER": "gender",
+    "AGE": "age",
+    "S2TCHAT": "answer",
+}
+LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
+
+# (name, tag string): reference section 2.1; X-only variants and combinations included.
+DEFAULT_TASKS: list[tuple[str, str]] = [
+    ("ASR", "<TRANSCRIBE>"),
+    ("SRWT", "<TRANSCRIBE> <ALIGN>"),
+    ("VED", "<TRANSCRIBE> <CAPTION>"),
+    ("SER", "<TRANSCRIBE> <EMOTION>"),
+    ("SSR", "<TRANSCRIBE> <STYLE>"),
+    ("SGC", "<TRANSCRIBE> <GENDER>"),
+    ("SAP", "<TRANSCRIBE> <AGE>"),
+    ("STTC", "<TRANSCRIBE> <S2TCHAT>"),
+    ("SAP+SGC", "<TRANSCRIBE> <AGE> <GENDER>"),
+    ("SSR+SAP+SGC", "<TRANSCRIBE> <STYLE> <AGE> <GENDER>"),
+    ("SER+SAP+SGC", "<TRANSCRIBE> <EMOTION> <AGE> <GENDER>"),
+    ("VED-only", "<CAPTION>"),
+    ("SER-only", "<EMOTION>"),
+    ("SSR-only", "<STYLE>"),
+    ("SGC-only", "<GENDER>"),
+    ("SAP-only", "<AGE>"),
+    ("SAP+SGC-only", "<AGE> <GENDER>"),
+    ("SSR+SAP+SGC-only", "<STYLE> <AGE> <GENDER>"),
+    ("STTC-only", "<S2TCHAT>"),
+]
+
+_TAG_WORD_RE = re.compile(r"<\s*([A-Za-z0-9_]+)\s*>")
+_TIMED_WORD_RE = re.compile(r"(\S+?)<\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*>")
+_TRAILING_TAG_RE = re.compile(r"<\s*([^<>,\d][^<>,]*)\s*>\s*$")
+
+
+class UnknownTaskError(KeyError):
+    """A task tag string that the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError quotes its message otherwise
+        return str(self.args[0])
+
+
+def normalize_tag_string(tags: str) -> str:
+    """``"<TRANSCRIBE><GENDER>"`` or ``" <transcribe>  <gender>"`` -> ``"<TRANSCRIBE> <GENDER>"``."""
+    words = _TAG_WORD_RE.findall(tags)
+    if not words or _TAG_WORD_RE.sub("", tags).strip():
+        raise UnknownTaskError(f"malformed task tag string {tags!r}: expected tags like '<TRANSCRIBE> <GENDER>'")
+    return " ".join(f"<{w.upper()}>" for w in words)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task: its tag string, the fields it reads in order, and its output type."""
+
+    name: str
+    tag: str
+    output_type: str = "text"
+    fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_tag(cls, name: str, tags: str, output_type: str = "text") -> Task:
+        words = [w.strip("<>") for w in normalize_tag_string(tags).split()]
+        unknown = [w for w in words if w not in FIELD_OF_TAG]
+        if unknown:
+            raise UnknownTaskError(f"task {name!r}: unknown tag word(s) {unknown}; known: {sorted(FIELD_OF_TAG)}")
+        return cls(name=name, tag=normalize_tag_string(tags), output_type=output_type,
+                   fields=tuple(FIELD_OF_TAG[w] for w in words))
+
+    @property
+    def has_transcript(self) -> bool:
+        return "transcript" in self.fields
+
+    @property
+    def label_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.fields if f in LABEL_FIELDS)
+
+
+@dataclass
+class Rendering:
+    """Settings shared by every task's renderer and parser."""
+
+    answer_separator: str = "<开始回答>"
+    time_decimals: int = 1
+    lowercase: bool = True
+    label_sets: dict[str, list[str]] = field(default_factory=lambda: dict(MINI_LABEL_SETS))
+
+
+class TaskRegistry:
+    """All known tasks, their prompt pools, and the rendering and parsing rules."""
+
+    def __init__(self, tasks: list[Task], prompts: Mapping[str, list[str]], rendering: Rendering):
+        self.tasks = {t.tag: t for t in tasks}
+        self.prompts = {normalize_tag_string(k): list(v) for k, v in prompts.items()}
+        self.rendering = rendering
+        missing = [t.tag for t in tasks if t.output_type == "text" and not self.prompts.get(t.tag)]
+        if missing:
+            raise ValueError(f"no prompts for task(s) {missing}; add them to the prompt pool")
+
+    @classmethod
+    def from_config(cls, prompt_file: str | None = None, tasks: list[tuple[str, str]] | None = None,
+                    **rendering: object) -> TaskRegistry:
+        path = Path(prompt_file) if prompt_file else Path(__file__).parent / "prompts" / "en.yaml"
+        with open(path, encoding="utf-8") as f:
+            prompts = yaml.safe_load(f)
+        label_sets = rendering.pop("label_sets", None)
+        render = Rendering(**rendering)  # type: ignore[arg-type]
+        if label_sets:
+            render.label_sets = {k: [canonical(k, v) for v in vs] for k, vs in dict(label_sets).items()}
+        return cls([Task.from_tag(n, t) for n, t in (tasks or DEFAULT_TASKS)], prompts, render)
+
+    def get(self, tags: str) -> Task:
+        key = normalize_tag_string(tags)
+        if key not in self.tasks:
+            raise UnknownTaskError(f"unknown task {tags!r}; known tasks: {sorted(self.tasks)}")
+        return self.tasks[key]
+
+    def prompt(self, task: Task, rng: random.Random) -> str | None:
+        """One instruction drawn from the task's pool (``None`` for ``<no_prompt>``)."""
+        choice = rng.choice(self.prompts[task.tag])
+        return None if choice == "<no_prompt>" else choice
+
+    # ----------------------------------------------------------------- fields of a sample
+    def transcript(self, sample: Mapping) -> str:
+        text = " ".join(str(sample.get("txt") or "").split())
+        return text.lower() if self.rendering.lowercase else text
+
+    def labels_of(self, sample: Mapping, kind: str) -> list[str]:
+        raw = (sample.get("labels") or {}).get(kind)
+        values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
+        return [canonical(kind, str(v)) for v in values]
+
+    def missing_fields(self, task: Task, sample: Mapping) -> list[str]:
+        """The fields ``task`` needs that ``sample`` lacks or holds empty."""
+        missing = []
+        for f in task.fields:
+            if f == "transcript" and not self.transcript(sample):
+                missing.append("txt")
+            elif f == "words" and not sample.get("words"):
+                missing.append("words")
+            elif f == "answer" and not str(sample.get("answer") or "").strip():
+                missing.append("answer")
+            elif f in LABEL_FIELDS and not self.labels_of(sample, f):
+                missing.append(f"labels.{f}")
+        return missing
+
+    def unknown_labels(self, sample: Mapping) -> list[str]:
+        """``kind=value`` for every label of the sample outside the configured label sets."""
+        bad = []
+        for kind, allowed in self.rendering.label_sets.items():
+            bad += [f"{kind}={v}" for v in self.labels_of(sample, kind) if v not in allowed]
+        return bad
+
+    def can_serve(self, task: Task, sample: Mapping) -> bool:
+        return not self.missing_fields(task, sample)
+
+    # ----------------------------------------------------------------- rendering
+    def render(self, task: Task, sample: Mapping) -> str:
+        """The target text of ``task`` for ``sample``; ``KeyError`` if a field is missing."""
+        missing = self.missing_fields(task, sample)
+        if missing:
+            raise KeyError(f"task {task.tag} needs {missing}")
+        body = ""
+        if "words" in task.fields:
+            d = self.rendering.time_decimals
+            words = [(w.lower() if self.rendering.lowercase else w, s, e) for w, s, e in sample["words"]]
+            body = " ".join(f"{w}<{s:.{d}f},{e:.{d}f}>" for w, s, e in words)
+        elif task.has_transcript:
+            body = self.transcript(sample)
+        if "answer" in task.fields:
+            answer = " ".join(str(sample["answer"]).split())
+            answer = answer.lower() if self.rendering.lowercase else answer
+            body = f"{body}{self.rendering.answer_separator}{answer}" if task.has_transcript else answer
+        tags = "".join(tag(v) for f in task.label_fields for v in self.labels_of(sample, f))
+        return body + tags
+
+    # ----------------------------------------------------------------- parsing
+    def parse(self, task: Task, hyp: str) -> dict:
+        """Fields of a hypothesis: ``transcript``, ``words``, ``answer`` and one entry per label field."""
+        text = hyp.strip()
+        trailing: list[str] = []
+        while (m := _TRAILING_TAG_RE.search(text)) and not (
+            "answer" in task.fields and m.group(0).strip() == self.rendering.answer_separator
+        ):
+            trailing.insert(0, canonical("", m.group(1)))
+            text = text[: m.start()].rstrip()
+        out: dict = {}
+        if "answer" in task.fields:
+            sep = self.rendering.answer_separator
+            if task.has_transcript:
+                head, _, tail = text.partition(sep)
+                out["transcript"], out["answer"] = " ".join(head.split()), " ".join(tail.split())
+            else:
+                out["answer"] = " ".join(text.split())
+        elif "words" in task.fields:
+            out["words"] = [(w, float(s), float(e)) for w, s, e in _TIMED_WORD_RE.findall(text)]
+            out["transcript"] = " ".join(w for w, _, _ in out["words"]) or " ".join(
+                re.sub(r"<[^<>]*>", " ", text).split())
+        elif task.has_transcript:
+            out["transcript"] = " ".join(text.split())
+        out.update(self._assign_tags(task, trailing))
+        return out
+
+    def _assign_tags(self, task: Task, tags: list[str]) -> dict[str, str | None]:
+        """Match trailing tags to the task's label fields: by label set where unambiguous, else by order."""
+        fields = list(task.label_fields)
+        assigned: dict[str, str | None] = {f: None for f in fields}
+        leftovers = []
+        for t in tags:
+            owners = [f for f in fields if assigned[f] is None and t in self.rendering.label_sets.get(f, [])]
+            if len(owners) == 1:
+                assigned[owners[0]] = t
+            else:
+                leftovers.append(t)
+        for t in leftovers:
+            free = [f for f in fields if assigned[f] is None]
+            if free:
+                assigned[free[0]] = canonical(free[0], t)
+        return assigned
