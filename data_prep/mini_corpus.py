@@ -73,8 +73,8 @@ VOICES: list[Voice] = [
     Voice("festival-slt", "festival", "cmu_us_slt_arctic_hts", "FEMALE"),
     Voice("espeak-en-gb-scotland-f1", "espeak", "en-gb-scotland+f1", "FEMALE", ("-s", "160")),
     Voice("espeak-en-029-f3", "espeak", "en-029+f3", "FEMALE", ("-s", "170")),
-    Voice("espeak-en-us-f5", "espeak", "en-us+f5", "FEMALE", ("-s", "155")),
-    Voice("espeak-en-gb-x-rp-f4", "espeak", "en-gb-x-rp+f4", "FEMALE", ("-s", "165")),
+    Voice("espeak-en-us-f5", "espeak", "en-us+f5", "FEMALE", ("-s", "170")),
+    Voice("espeak-en-gb-x-rp-f4", "espeak", "en-gb-x-rp+f4", "FEMALE", ("-s", "175")),
     # Held out (test split only): typical of their gender, default pitch and speed.
     Voice("festival-ked", "festival", "ked_diphone", "MALE"),
     Voice("espeak-en-us-f2", "espeak", "en-us+f2", "FEMALE"),

@@ -42,7 +42,7 @@ PROXIES: dict[str, dict[str, str]] = {
         "NEUTRAL": "unchanged",
         "HAPPY": "treble shelf +9 dB above ~2 kHz and tempo x1.1",
         "SAD": "4th-order low-pass at 1.5 kHz, tempo x0.9, level -6 dB (peak 0.45 instead of 0.9)",
-        "ANGER": "overdrive (tanh, +16 dB drive, loud and compressed) and +6 dB presence peak at 2 kHz",
+        "ANGER": "overdrive (tanh, +12 dB drive, loud and compressed) and +6 dB presence peak at 2 kHz",
     },
     "style": {
         "NEWS": "unchanged: pauses between words 60-250 ms",
@@ -142,7 +142,7 @@ def highpass_gain(freqs: np.ndarray, corner_hz: float, order: int = 4) -> np.nda
     return 1 / np.sqrt(1 + (corner_hz / np.maximum(freqs, 1e-3)) ** (2 * order))
 
 
-def overdrive(audio: np.ndarray, drive_db: float = 16.0) -> np.ndarray:
+def overdrive(audio: np.ndarray, drive_db: float = 12.0) -> np.ndarray:
     """tanh saturation of the peak-normalized signal plus a +6 dB presence peak at 2 kHz."""
     drive = 10 ** (drive_db / 20)
     driven = np.tanh(drive * audio / max(np.abs(audio).max(), 1e-9)) / np.tanh(drive)

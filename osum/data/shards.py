@@ -8,6 +8,7 @@ A shard is written to ``NAME.tar.tmp`` and renamed to ``NAME.tar`` only once com
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as taf
+import torchaudio.transforms
 
 from osum.data.index import add_sample, new_shard_stats
 
@@ -31,7 +32,14 @@ def resample_to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate == SAMPLE_RATE:
         return audio
     wave = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    return taf.resample(wave, sample_rate, SAMPLE_RATE).numpy()
+    with torch.no_grad():
+        return _resampler(sample_rate)(wave).numpy()
+
+
+@functools.cache
+def _resampler(sample_rate: int) -> torchaudio.transforms.Resample:
+    """Resampler to 16 kHz with its windowed-sinc kernel computed once per input rate."""
+    return torchaudio.transforms.Resample(sample_rate, SAMPLE_RATE)
 
 
 def audio_to_flac_bytes(audio: np.ndarray, sr: int) -> bytes:
@@ -58,7 +66,7 @@ class ShardWriter:
     def __init__(self, out_dir: str | os.PathLike, prefix: str = "shard", max_samples: int = 1000):
         if max_samples < 1:
             raise ValueError("max_samples must be >= 1")
-        self.out_dir = Path(out_dir).absolute()
+        self.out_dir = Path(out_dir).resolve()
         self.prefix = prefix
         self.max_samples = max_samples
         self.shards: list[str] = []
