@@ -49,7 +49,7 @@ demo: corpus
 	$(PY) -m osum.train +recipe=mini
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test
 
-test: system venv
+test: system venv assets
 	$(PY) -m pytest -x -q tests
 
 lint: venv

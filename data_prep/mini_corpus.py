@@ -48,6 +48,7 @@ import yaml
 from tqdm import tqdm
 
 from data_prep import mini_effects as fx
+from data_prep.mini_effects import PROXIES
 from data_prep.tokenizer import build_tokenizer
 from data_prep.tts import Voice, median_f0, synthesize_words
 from osum.data.index import build_index, write_index
@@ -305,7 +306,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
         "f0_check": f0_check(f0_by_voice),
         "domain_fractions": DOMAIN_FRACTIONS,
         "counts": counts,
-        "proxies": fx.PROXIES,
+        "proxies": PROXIES,
         "event_placement": fx.EVENT_PLACEMENT,
     }
     tmp_path = corpus_path.with_name("corpus.json.tmp")
@@ -334,7 +335,9 @@ def _new_digit_string(rng: np.random.Generator, used: set[str]) -> str:
             return text
 
 
-def _prepare_voice(job: tuple[str, list[str], list[tuple[float, int]]]) -> tuple[str, dict, float]:
+def _prepare_voice(
+    job: tuple[str, list[str], list[tuple[float, int]]],
+) -> tuple[str, dict[tuple[str, float, int], dict[str, np.ndarray]], float]:
     """Synthesize a voice's words, make every needed (tempo, cents) version, measure median F0."""
     voice_id, words, effects = job
     base = synthesize_words(VOICE_BY_ID[voice_id], words)
@@ -357,6 +360,7 @@ def _fill_word_bank(plans: list[dict[str, Any]], workers: int) -> dict[str, floa
         effects[plan["voice"]].add(fx.time_effect(plan["labels"]["age"], plan["labels"]["emotion"]))
     jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in VOICES]
     f0_by_voice = {}
+    _WORD_BANK.clear()
     with _WorkerPool(workers) as pool:
         results = pool.imap_unordered(_prepare_voice, jobs) if pool else map(_prepare_voice, jobs)
         for voice_id, versions, f0 in tqdm(results, total=len(jobs), desc="voices", unit="voice"):

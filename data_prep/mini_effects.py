@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +119,7 @@ def tremolo(audio: np.ndarray, rng: np.random.Generator, rate_hz: float = 5.5, d
     return (audio * gain).astype(np.float32)
 
 
-def spectral_gain(audio: np.ndarray, gain_of_hz) -> np.ndarray:
+def spectral_gain(audio: np.ndarray, gain_of_hz: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Zero-phase filtering: multiply the spectrum by ``gain_of_hz(freqs)`` (padded against wrap)."""
     n_fft = 1 << int(np.ceil(np.log2(len(audio) + 4096)))
     spectrum = np.fft.rfft(audio, n_fft)

@@ -22,20 +22,20 @@ ADDED = ["<HAPPY>", "<SAD>", "<ANGER>", "<开始回答>", "<ANSWER>"]
 
 
 @pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out_dir = tmp_path_factory.mktemp("tokenizer")
     build_tokenizer(TEXTS * 5, ADDED, out_dir, vocab_size=400)
     return out_dir
 
 
-def test_round_trip(tokenizer_dir: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+def test_round_trip(built_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_dir)
     for text in TEXTS + ["unseen words: zebra 42 <HAPPY>"]:
         assert tokenizer.decode(tokenizer.encode(text, add_special_tokens=False)) == text
 
 
-def test_added_and_special_tokens_are_single_ids(tokenizer_dir: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+def test_added_and_special_tokens_are_single_ids(built_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_dir)
     ids = [tokenizer.encode(token, add_special_tokens=False) for token in SPECIAL_TOKENS + ADDED]
     assert all(len(i) == 1 for i in ids) and len({i[0] for i in ids}) == len(ids)
     tagged = tokenizer.encode("hello<HAPPY>", add_special_tokens=False)
@@ -45,8 +45,8 @@ def test_added_and_special_tokens_are_single_ids(tokenizer_dir: Path) -> None:
     assert tokenizer.decode(ids_with_eos, skip_special_tokens=True) == "<SAD> ok"
 
 
-def test_reload_settings(tokenizer_dir: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+def test_reload_settings(built_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(built_dir)
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|pad|>"
     assert len(tokenizer) <= 400 + len(ADDED)
     chat = tokenizer.apply_chat_template(
