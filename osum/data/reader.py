@@ -26,6 +26,7 @@ class RawSample:
 
     key: str
     shard: str
+    index: int = 0  # position of the key's group within its shard (counting unusable groups too)
     audio: bytes | None = None
     meta: dict = field(default_factory=dict)
     members: dict[str, bytes] = field(default_factory=dict)
@@ -99,14 +100,20 @@ def to_raw_sample(shard: str, group: dict[str, bytes]) -> RawSample:
     return RawSample(key=key, shard=shard, audio=audio, meta=meta, members=group)
 
 
-def read_shard(shard: str, skips: SkipCounter) -> Iterator[RawSample]:
-    """All usable samples of one shard, in order; bad ones are counted in ``skips`` and left out."""
+def read_shard(shard: str, skips: SkipCounter, start: int = 0) -> Iterator[RawSample]:
+    """The usable samples of one shard from group ``start`` on, in order; bad ones are counted and left out.
+
+    Groups before ``start`` are read past without being interpreted (a cheap fast-forward on resume).
+    """
     name = Path(shard).name
-    for group in _group(name, _tar_members(shard, skips), skips):
+    for index, group in enumerate(_group(name, _tar_members(shard, skips), skips)):
+        if index < start:
+            continue
         key = group["__key__"].decode()
         try:
             sample = to_raw_sample(shard, group)
         except BadSample as e:
             skips.skip(e.reason, name, key, e.detail)
             continue
+        sample.index = index
         yield sample
