@@ -31,3 +31,13 @@ def tokenizer(tokenizer_dir):
     from osum.models.llm import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory):
+    """A data root with a tiny mini corpus (real TTS audio, every task) in ``mini/``."""
+    from data_prep.mini_corpus import build
+
+    root = tmp_path_factory.mktemp("data_root")
+    build(root / "mini", seed=1, num_train=24, num_valid=6, num_test=6, workers=1)
+    return root

@@ -20,16 +20,6 @@ def run(*args, cwd=ROOT, check=True):
     return proc
 
 
-@pytest.fixture(scope="session")
-def mini_data(tmp_path_factory):
-    """A tiny mini corpus (real TTS audio, every task) in its own data root."""
-    from data_prep.mini_corpus import build
-
-    root = tmp_path_factory.mktemp("data_root")
-    build(root / "mini", seed=1, num_train=24, num_valid=6, num_test=6, workers=1)
-    return root
-
-
 @needs_assets
 def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
     exp = tmp_path / "exp"

@@ -1,15 +1,16 @@
 """Dynamic batches under a token budget, bucketed by length, homogeneous in output type.
 
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
-LLM compute), plus the same for encoder frames scaled by ``frame_weight``. Examples wait in a sort
-buffer per output type; when the buffer is full it is sorted by length and cut into batches, so that
-batches hold samples of similar length and padding stays small.
+LLM compute), and the same for mel frames. Examples wait in a sort buffer per output type; when the
+buffer is full it is sorted by length and cut into batches, so that batches hold samples of similar
+length and padding stays small. The batcher's whole state (waiting examples, batches cut but not yet
+handed out, its RNG) can be described by sample references, so a resumed stream rebuilds it exactly.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -36,7 +37,7 @@ def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
 
 
 def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
-    examples = sorted(examples, key=lambda e: (e.length, e.frames))
+    examples = sorted(examples, key=lambda e: (e.length, e.frames, e.key))
     batches: list[list[Example]] = []
     current: list[Example] = []
     for ex in examples:
@@ -50,26 +51,50 @@ def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Examp
 
 
 class Batcher:
-    """Collects examples per output type and emits batches; ``flush`` empties every buffer."""
+    """Collects examples per output type and hands out batches one at a time."""
 
     def __init__(self, limits: BatchLimits, rng: random.Random):
         self.limits, self.rng = limits, rng
         self.buffers: dict[str, list[Example]] = {}
+        self.pending: list[list[Example]] = []  # cut and shuffled, not yet handed out
 
     def add(self, ex: Example) -> Iterator[list[Example]]:
         buf = self.buffers.setdefault(ex.output_type, [])
         buf.append(ex)
         if len(buf) >= self.limits.buffer_size:
-            yield from self._emit(ex.output_type)
-
-    def _emit(self, output_type: str) -> Iterator[list[Example]]:
-        batches = cut_batches(self.buffers.pop(output_type, []), self.limits)
-        self.rng.shuffle(batches)
-        yield from batches
+            self._cut(ex.output_type)
+        yield from self._hand_out()
 
     def flush(self) -> Iterator[list[Example]]:
         for output_type in sorted(self.buffers):
-            yield from self._emit(output_type)
+            self._cut(output_type)
+        yield from self._hand_out()
+
+    def _cut(self, output_type: str) -> None:
+        batches = cut_batches(self.buffers.pop(output_type, []), self.limits)
+        self.rng.shuffle(batches)
+        self.pending += batches
+
+    def _hand_out(self) -> Iterator[list[Example]]:
+        while self.pending:
+            yield self.pending.pop(0)
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        return {"buffers": {t: [e.ref for e in b] for t, b in self.buffers.items()},
+                "pending": [[e.ref for e in b] for b in self.pending],
+                "rng": self.rng.getstate()}
+
+    def restore(self, state: dict, lookup: Callable[[tuple], Example]) -> None:
+        """Rebuild from ``state``; ``lookup`` turns a sample reference back into its example."""
+        self.buffers = {t: [lookup(tuple(r)) for r in refs] for t, refs in state["buffers"].items()}
+        self.pending = [[lookup(tuple(r)) for r in refs] for refs in state["pending"]]
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+
+    def references(self, state: dict) -> list[tuple]:
+        return [tuple(r) for refs in state["buffers"].values() for r in refs] + [
+            tuple(r) for refs in state["pending"] for r in refs]
 
 
 def collate(batch: list[Example], pad_id: int) -> dict:

@@ -13,7 +13,7 @@ from osum.data.batching import BatchLimits
 from osum.data.mixture import TaskMixture
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
-from osum.data.stream import ShardStream
+from osum.data.stream import ResumePlan, ShardStream, rank_and_world, resume_plan
 from osum.models.llm import load_tokenizer
 from osum.tasks import TaskRegistry
 from osum.template import SequenceBuilder, TemplateConfig
@@ -45,6 +45,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.limits = BatchLimits(**dict(batch))
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
+        self.saved_stream: list[dict] | None = None
         self.train_shards = resolve_shards(train) if train else []
         self.valid_shards = resolve_shards(valid) if valid else []
         if self.train_shards:
@@ -56,9 +57,18 @@ class SpeechDataModule(L.LightningDataModule):
         return SampleProcessor(self.builder, self.registry, self.mixture if train else self.valid_mixture,
                                self.filters, self.n_mels, self.spec_augment if train else None)
 
+    def resume_from(self, saved: list[dict]) -> None:
+        """The data-stream state of a checkpoint (see osum.data.resume); used by the next train loader."""
+        self.saved_stream = saved
+
     def _loader(self, shards: list[str], train: bool) -> DataLoader:
+        plan = ResumePlan()
+        if train and self.saved_stream:
+            rank, world = rank_and_world()
+            plan = resume_plan(self.saved_stream, rank, world, max(self.num_workers, 1), shards, self.seed, True)
+            (log.info if plan.exact else log.warning)("%s", plan.note)
         stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
-                             seed=self.seed, shuffle=train, infinite=train)
+                             seed=self.seed, shuffle=train, infinite=train, resume=plan)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=train and self.num_workers > 0,
                           prefetch_factor=4 if self.num_workers > 0 else None)

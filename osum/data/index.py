@@ -6,14 +6,18 @@ shards. ``index.json`` lives in the shard directory and names shards relative to
     {"version": 1,
      "shards": [{"path": "shard-000000.tar", "samples": n, "seconds": s, "tasks": {...},
                  "labels": {"gender": {"MALE": n, ...}, "events": {...}}, "domains": {...},
+                 "seconds_by": {"tasks": {...}, "labels": {"gender": {"MALE": s}}, "domains": {...}},
                  "duration_hist": {"edges": [0, 1, ..., 30, null], "counts": [...]}}],
      "total": {same fields summed, plus "hours"}}
 
-The last histogram edge is ``null`` (infinity).
+``seconds_by`` holds the audio seconds behind each count. The last histogram edge is ``null``
+(infinity). ``python -m osum.data.index summary DIR [DIR ...]`` prints the summary of shard sets;
+``python -m osum.data.index rebuild DIR`` writes ``DIR/index.json`` from the shards in ``DIR``.
 """
 
 from __future__ import annotations
 
+import argparse
 import bisect
 import json
 import os
@@ -32,45 +36,43 @@ _COUNT_FIELDS = ("tasks", "domains")
 def new_shard_stats(path: str) -> dict[str, Any]:
     """Empty per-shard counters, filled by :func:`add_sample`."""
     return {"path": path, "samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {},
-            "durations": []}
+            "seconds_by": {"tasks": {}, "labels": {}, "domains": {}}, "durations": []}
 
 
 def add_sample(stats: dict[str, Any], meta: dict[str, Any]) -> None:
     """Count one sample's JSON ``meta`` into ``stats`` (task, labels, domain, duration)."""
     stats["samples"] += 1
+    seconds = float(meta["duration"]) if meta.get("duration") is not None else 0.0
     if meta.get("duration") is not None:
-        stats["seconds"] += float(meta["duration"])
-        stats["durations"].append(float(meta["duration"]))
+        stats["seconds"] += seconds
+        stats["durations"].append(seconds)
+    seconds_by = stats["seconds_by"]
     if meta.get("task"):
         _bump(stats["tasks"], str(meta["task"]))
+        _add(seconds_by["tasks"], str(meta["task"]), seconds)
     if meta.get("domain"):
         _bump(stats["domains"], str(meta["domain"]))
+        _add(seconds_by["domains"], str(meta["domain"]), seconds)
     for kind, value in (meta.get("labels") or {}).items():
         kind_counts = stats["labels"].setdefault(kind, {})
+        kind_seconds = seconds_by["labels"].setdefault(kind, {})
         for label in value if isinstance(value, list) else [value]:
             if label is not None:
                 _bump(kind_counts, str(label))
+                _add(kind_seconds, str(label), seconds)
 
 
 def build_index(shard_stats: list[dict[str, Any]]) -> dict[str, Any]:
     """Index dict from per-shard stats (``ShardWriter.stats`` or :func:`index_from_shards`)."""
     shards = [_shard_entry(stats) for stats in shard_stats]
-    total: dict[str, Any] = {"samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {},
-                             "duration_hist": {"edges": list(DURATION_EDGES),
-                                               "counts": [0] * (len(DURATION_EDGES) - 1)}}
-    for entry in shards:
-        total["samples"] += entry["samples"]
-        total["seconds"] += entry["seconds"]
-        for field in _COUNT_FIELDS:
-            _merge(total[field], entry[field])
-        for kind, counts in entry["labels"].items():
-            _merge(total["labels"].setdefault(kind, {}), counts)
-        hist = total["duration_hist"]["counts"]
-        for i, n in enumerate(entry["duration_hist"]["counts"]):
-            hist[i] += n
-    total["seconds"] = round(total["seconds"], 3)
-    total["hours"] = round(total["seconds"] / 3600.0, 4)
-    return {"version": INDEX_VERSION, "shards": shards, "total": total}
+    return {"version": INDEX_VERSION, "shards": shards, "total": _total(shards)}
+
+
+def combine_indexes(indexes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One index over several shard sets (``{directory: index}``); shard paths gain the directory."""
+    shards = [{**entry, "path": os.path.join(directory, entry["path"])}
+              for directory, index in indexes.items() for entry in index["shards"]]
+    return {"version": INDEX_VERSION, "shards": shards, "total": _total(shards)}
 
 
 def write_index(out_dir: str | os.PathLike, index: dict[str, Any]) -> Path:
@@ -125,25 +127,55 @@ def index_from_shards(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
 
 
 def summary(index: dict[str, Any]) -> str:
-    """Readable table of an index: samples, hours, label and domain counts, duration percentiles."""
+    """Readable table of an index: samples, hours, per task / domain / label counts and hours,
+    duration percentiles. Indexes written before ``seconds_by`` existed show counts only."""
     total = index["total"]
+    seconds_by = total.get("seconds_by", {})
     lines = [f"shards   {len(index['shards'])}",
              f"samples  {total['samples']}",
-             f"hours    {total['hours']:.3f}  ({total['seconds']:.1f} s)"]
-    sections = [("task", total["tasks"]), ("domain", total["domains"])]
-    sections += [(kind, counts) for kind, counts in sorted(total["labels"].items())]
-    for name, counts in sections:
-        if not counts:
-            continue
-        lines.append(f"{name}:")
-        n_all = sum(counts.values())
-        for label, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
-            lines.append(f"  {label:<24} {n:>8}  {100.0 * n / n_all:5.1f}%")
+             f"hours    {total['hours']:.4f}  ({total['seconds']:.1f} s)"]
+    sections = [("task", total["tasks"], seconds_by.get("tasks")),
+                ("domain", total["domains"], seconds_by.get("domains"))]
+    sections += [(kind, counts, seconds_by.get("labels", {}).get(kind))
+                 for kind, counts in sorted(total["labels"].items())]
+    for name, counts, seconds in sections:
+        if counts:
+            lines.append(f"{name}:")
+            lines += _count_lines(counts, seconds)
     percentiles = _hist_percentiles(total["duration_hist"], (10, 50, 90, 99))
     if percentiles:
         text = "  ".join(f"p{p} {value}" for p, value in percentiles.items())
         lines.append(f"duration (approximate, interpolated in histogram bins): {text}")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m osum.data.index",
+                                     description="Summarize shard sets or rebuild their index.json.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    summary_parser = commands.add_parser("summary", help="print the summary of one or more shard directories")
+    summary_parser.add_argument("dirs", nargs="+", metavar="DIR", help="directory holding index.json")
+    rebuild_parser = commands.add_parser("rebuild", help="write DIR/index.json by scanning DIR/*.tar")
+    rebuild_parser.add_argument("dir", metavar="DIR")
+    args = parser.parse_args(argv)
+    if args.command == "rebuild":
+        print(summary(rebuild(args.dir)))
+        return
+    indexes = {directory: read_index(directory) for directory in args.dirs}
+    for directory, index in indexes.items():
+        print(f"== {directory}\n{summary(index)}")
+    if len(indexes) > 1:
+        print(f"== all {len(indexes)} directories\n{summary(combine_indexes(indexes))}")
+
+
+def rebuild(directory: str | os.PathLike) -> dict[str, Any]:
+    """Scan ``directory/*.tar`` and write ``directory/index.json``; returns the index."""
+    shards = sorted(Path(directory).glob("*.tar"))
+    if not shards:
+        raise FileNotFoundError(f"no *.tar shards in {directory}")
+    index = index_from_shards(shards)
+    write_index(directory, index)
+    return read_index(directory)
 
 
 def _shard_entry(stats: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +186,54 @@ def _shard_entry(stats: dict[str, Any]) -> dict[str, Any]:
             "tasks": dict(sorted(stats["tasks"].items())),
             "labels": {kind: dict(sorted(c.items())) for kind, c in sorted(stats["labels"].items())},
             "domains": dict(sorted(stats["domains"].items())),
+            "seconds_by": _rounded_seconds_by(stats["seconds_by"]),
             "duration_hist": {"edges": list(DURATION_EDGES), "counts": counts}}
+
+
+def _total(shards: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum of shard entries; entries without ``seconds_by`` (older indexes) add counts only."""
+    total: dict[str, Any] = {"samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {},
+                             "seconds_by": {"tasks": {}, "labels": {}, "domains": {}},
+                             "duration_hist": {"edges": list(DURATION_EDGES),
+                                               "counts": [0] * (len(DURATION_EDGES) - 1)}}
+    for entry in shards:
+        total["samples"] += entry["samples"]
+        total["seconds"] += entry["seconds"]
+        for field in _COUNT_FIELDS:
+            _merge(total[field], entry[field])
+        for kind, counts in entry["labels"].items():
+            _merge(total["labels"].setdefault(kind, {}), counts)
+        seconds_by = entry.get("seconds_by", {})
+        for field in _COUNT_FIELDS:
+            _merge(total["seconds_by"][field], seconds_by.get(field, {}))
+        for kind, seconds in seconds_by.get("labels", {}).items():
+            _merge(total["seconds_by"]["labels"].setdefault(kind, {}), seconds)
+        hist = total["duration_hist"]["counts"]
+        for i, n in enumerate(entry["duration_hist"]["counts"]):
+            hist[i] += n
+    total["seconds"] = round(total["seconds"], 3)
+    total["hours"] = round(total["seconds"] / 3600.0, 4)
+    total["seconds_by"] = _rounded_seconds_by(total["seconds_by"])
+    return total
+
+
+def _count_lines(counts: dict[str, int], seconds: dict[str, float] | None) -> list[str]:
+    """One line per name: count, share of the counts, and hours when ``seconds`` is known."""
+    n_all = sum(counts.values())
+    lines = []
+    for name, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        hours = f"  {seconds[name] / 3600.0:9.4f} h" if seconds and name in seconds else ""
+        lines.append(f"  {name:<24} {n:>8}  {100.0 * n / n_all:5.1f}%{hours}")
+    return lines
+
+
+def _rounded_seconds_by(seconds_by: dict[str, Any]) -> dict[str, Any]:
+    """``seconds_by`` with names sorted and seconds rounded to milliseconds."""
+    def rounded(seconds: dict[str, float]) -> dict[str, float]:
+        return {name: round(value, 3) for name, value in sorted(seconds.items())}
+
+    return {"tasks": rounded(seconds_by["tasks"]), "domains": rounded(seconds_by["domains"]),
+            "labels": {kind: rounded(seconds) for kind, seconds in sorted(seconds_by["labels"].items())}}
 
 
 def _hist_percentiles(hist: dict[str, Any], percents: Iterable[int]) -> dict[int, str]:
@@ -193,6 +272,14 @@ def _bump(counts: dict[str, int], name: str) -> None:
     counts[name] = counts.get(name, 0) + 1
 
 
-def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
+def _add(seconds: dict[str, float], name: str, value: float) -> None:
+    seconds[name] = seconds.get(name, 0.0) + value
+
+
+def _merge(into: dict[str, Any], counts: dict[str, Any]) -> None:
     for name, n in counts.items():
         into[name] = into.get(name, 0) + n
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,7 @@ class Example:
     mel: torch.Tensor | None
     seconds: float
     meta: dict = field(default_factory=dict)
+    ref: tuple[int, str, int] = (0, "", 0)  # (stream epoch, shard, group index): how to find it again on resume
 
     @property
     def length(self) -> int:

@@ -1,10 +1,17 @@
 """The streaming dataset: shards -> examples -> batches, split over ranks and DataLoader workers.
 
 Shards are shuffled globally per epoch with the seed, then shard ``i`` of the epoch order goes to
-consumer ``i mod (world_size * num_workers)``. A training stream is infinite (epochs follow each
-other, each with a new order), so every rank yields batches for as long as the trainer asks: no rank
-runs out before another. Randomness per sample (task choice, prompt, SpecAugment) comes from an RNG
-keyed by (seed, epoch, key), independent of which worker reads the sample.
+reader ``i mod (world_size * num_workers)``. A training stream is infinite (epochs follow each other,
+each with a new order), so every rank yields batches for as long as the trainer asks: no rank runs out
+before another. Randomness per sample (task choice, prompt, SpecAugment) comes from an RNG keyed by
+(seed, epoch, key), independent of which worker reads the sample.
+
+Exact resume: every batch carries its reader's position after it (epoch, shard, groups read) and the
+batcher's state as sample references. ``osum.data.resume.LoaderResume`` keeps the state of the last
+trained batch of every reader in the checkpoint; a resumed stream fast-forwards each reader to its
+position, rebuilds its batcher from the references, and rotates the worker roles so that the
+DataLoader's round robin continues with the reader whose turn was next. With another world size or
+worker count it restarts the saved epoch without the shards that were finished (see ``resume_plan``).
 """
 
 from __future__ import annotations
@@ -13,12 +20,13 @@ import logging
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from osum.data.batching import Batcher, BatchLimits, collate
-from osum.data.processing import SampleProcessor
+from osum.data.processing import Example, SampleProcessor
 from osum.data.reader import read_shard
 from osum.data.skips import BadSample, SkipCounter
 
@@ -31,58 +39,140 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def shards_for(shards: list[str], epoch: int, seed: int, shuffle: bool, consumer: int, n_consumers: int,
-               cycle: bool) -> list[str]:
-    """This consumer's shards for ``epoch``. With fewer shards than consumers and ``cycle``, shards repeat."""
+def epoch_order(shards: list[str], epoch: int, seed: int, shuffle: bool) -> list[str]:
     order = list(shards)
     if shuffle:
         random.Random(f"{seed}:{epoch}").shuffle(order)
+    return order
+
+
+def shards_for(shards: list[str], epoch: int, seed: int, shuffle: bool, consumer: int, n_consumers: int,
+               cycle: bool) -> list[str]:
+    """This reader's shards for ``epoch``. With fewer shards than readers and ``cycle``, shards repeat."""
+    order = epoch_order(shards, epoch, seed, shuffle)
     if len(order) < n_consumers and cycle:
-        return [order[consumer % len(order)]]
+        return [order[consumer % len(order)]] if order else []
     return order[consumer::n_consumers]
+
+
+@dataclass
+class ResumePlan:
+    """How a stream continues from a checkpoint's loader state."""
+
+    exact: dict | None = None  # this rank's saved states (same world size and worker count)
+    epoch: int = 0  # otherwise: restart this epoch ...
+    finished: set[str] = field(default_factory=set)  # ... without these shards
+    note: str = ""
+
+
+def resume_plan(saved: list[dict] | None, rank: int, world: int, workers: int, shards: list[str], seed: int,
+                shuffle: bool) -> ResumePlan:
+    """Exact when the layout matches; else restart the earliest saved epoch minus the shards every
+    reader had finished in it (a partly read shard is read again: some samples repeat, none are lost)."""
+    if not saved:
+        return ResumePlan()
+    old_world, old_workers = saved[0]["world"], saved[0]["workers"]
+    if old_world == world and old_workers == workers:
+        return ResumePlan(exact=saved[rank], note="exact resume of the data stream")
+    states = [(p["rank"] * old_workers + int(role), st) for p in saved for role, st in p["states"].items()]
+    n_old = old_world * old_workers
+    epoch = min((st["epoch"] for _, st in states), default=0)
+    finished: set[str] = set()
+    for consumer, st in states:
+        mine = shards_for(shards, epoch, seed, shuffle, consumer, n_old, cycle=False)
+        finished.update(mine if st["epoch"] > epoch else mine[: st["shard_pos"]])
+    note = (f"data stream saved with {old_world} rank(s) x {old_workers} worker(s), now {world} x {workers}: "
+            f"restarting stream epoch {epoch} without its {len(finished)} finished shard(s); "
+            "partly read shards are read again")
+    return ResumePlan(epoch=epoch, finished=finished, note=note)
+
+
+@dataclass
+class ReaderPosition:
+    epoch: int = 0
+    shard_pos: int = 0  # index in this reader's shard list of the epoch
+    group_pos: int = 0  # groups of that shard already consumed
 
 
 class ShardStream(IterableDataset):
     def __init__(self, shards: list[str], processor: SampleProcessor, limits: BatchLimits, pad_id: int,
-                 seed: int = 0, shuffle: bool = True, infinite: bool = True):
+                 seed: int = 0, shuffle: bool = True, infinite: bool = True, resume: ResumePlan | None = None):
         super().__init__()
         self.shards, self.processor, self.limits, self.pad_id = shards, processor, limits, pad_id
         self.seed, self.shuffle, self.infinite = seed, shuffle, infinite
+        self.resume = resume or ResumePlan()
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
+
+    def _plan(self, epoch: int, consumer: int, n_consumers: int) -> list[str]:
+        if self.resume.finished and epoch == self.resume.epoch:
+            rest = [s for s in epoch_order(self.shards, epoch, self.seed, self.shuffle) if s not in self.resume.finished]
+            return rest[consumer::n_consumers]
+        return shards_for(self.shards, epoch, self.seed, self.shuffle, consumer, n_consumers, self.infinite)
+
+    def _example(self, raw, epoch: int) -> Example:
+        ex = self.processor(raw, random.Random(f"{self.seed}:{epoch}:{raw.key}"))
+        ex.ref = (epoch, raw.shard, raw.index)
+        return ex
+
+    def _restore(self, state: dict, batcher: Batcher) -> ReaderPosition:
+        refs = batcher.references(state["batcher"])
+        by_shard: dict[str, dict[int, int]] = {}
+        for epoch, shard, index in refs:
+            by_shard.setdefault(shard, {})[index] = epoch
+        found: dict[tuple, Example] = {}
+        for shard, wanted in by_shard.items():
+            for raw in read_shard(shard, SkipCounter(), start=min(wanted)):
+                if raw.index in wanted:
+                    found[(wanted[raw.index], shard, raw.index)] = self._example(raw, wanted[raw.index])
+                if raw.index >= max(wanted):
+                    break
+        batcher.restore(state["batcher"], lambda ref: found[ref])
+        return ReaderPosition(state["epoch"], state["shard_pos"], state["group_pos"])
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
         wid, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        consumer, n_consumers = self.rank * n_workers + wid, self.world * n_workers
+        exact = self.resume.exact
+        role = (wid + (exact["next_role"] if exact else 0)) % n_workers
+        consumer, n_consumers = self.rank * n_workers + role, self.world * n_workers
         if len(self.shards) < n_consumers and consumer == 0:
             log.warning("%d shard(s) for %d readers (%d ranks x %d workers): %s", len(self.shards), n_consumers,
                         self.world, n_workers, "shards repeat across readers" if self.infinite else "some readers idle")
         skips = SkipCounter()
         batcher = Batcher(self.limits, random.Random(f"{self.seed}:batcher:{consumer}"))
-        epoch = 0
+        pos = ReaderPosition(epoch=self.resume.epoch)
+        if exact and str(role) in exact["states"]:
+            pos = self._restore(exact["states"][str(role)], batcher)
         while True:
             produced = False
-            for shard in shards_for(self.shards, epoch, self.seed, self.shuffle, consumer, n_consumers, self.infinite):
-                for raw in read_shard(shard, skips):
+            shards = self._plan(pos.epoch, consumer, n_consumers)
+            while pos.shard_pos < len(shards):
+                shard = shards[pos.shard_pos]
+                for raw in read_shard(shard, skips, start=pos.group_pos):
+                    pos.group_pos = raw.index + 1
                     try:
-                        ex = self.processor(raw, random.Random(f"{self.seed}:{epoch}:{raw.key}"))
+                        ex = self._example(raw, pos.epoch)
                     except BadSample as e:
                         skips.skip(e.reason, os.path.basename(shard), raw.key, e.detail)
                         continue
                     produced = True
                     for batch in batcher.add(ex):
-                        yield self._finish(batch, skips, epoch)
-            for batch in batcher.flush():
-                yield self._finish(batch, skips, epoch)
+                        yield self._finish(batch, skips, role, pos, batcher)
+                pos = ReaderPosition(pos.epoch, pos.shard_pos + 1, 0)
             if not self.infinite:
-                break
-            if not produced:
-                raise RuntimeError(f"reader {consumer}: a whole pass over {len(self.shards)} shard(s) gave no usable "
-                                   f"sample ({skips.summary()})")
-            epoch += 1
+                for batch in batcher.flush():
+                    yield self._finish(batch, skips, role, pos, batcher)
+                return
+            if not produced and not batcher.pending and not batcher.buffers:
+                raise RuntimeError(f"reader {consumer}: a whole pass over its shards gave no usable sample "
+                                   f"({skips.summary()})")
+            pos = ReaderPosition(pos.epoch + 1, 0, 0)
 
-    def _finish(self, batch, skips: SkipCounter, epoch: int) -> dict:
+    def _finish(self, batch: list[Example], skips: SkipCounter, role: int, pos: ReaderPosition,
+                batcher: Batcher) -> dict:
         out = collate(batch, self.pad_id)
         out["skips"] = skips.take_unreported()
-        out["epoch"] = epoch
+        out["epoch"] = pos.epoch
+        if self.infinite:
+            out["loader_state"] = {"role": role, "state": {**asdict(pos), "batcher": batcher.state()}}
         return out

@@ -90,11 +90,16 @@ class WhisperEncoder(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, strict: bool = True, **kwargs) -> WhisperEncoder:
-        """Load from a local transformers Whisper folder (full model or encoder only)."""
+        """Load from a local transformers Whisper folder (full model or encoder only) or an openai-whisper
+        ``.pt``/``.pth`` file."""
         from transformers import WhisperConfig
 
         from osum.models.weights import load_folder_state_dict, load_with_report
 
+        if Path(path).is_file() and Path(path).suffix in (".pt", ".pth"):
+            from osum.models.whisper_openai import load_openai_whisper_encoder
+
+            return load_openai_whisper_encoder(path, strict=strict, **kwargs)
         config = WhisperConfig.from_pretrained(path)
         enc = cls.from_hf_config(config, **kwargs)
         state = load_folder_state_dict(path)
