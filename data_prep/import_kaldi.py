@@ -20,6 +20,7 @@ files that name no utterance are ignored with a warning. See data_prep/importing
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,17 +62,16 @@ def utterance_sources(data_dir: Path) -> tuple[dict[str, AudioSource], list[Reje
     sources: dict[str, AudioSource] = {}
     rejects = []
     for utt, value in read_table(data_dir / "segments").items():
-        fields = value.split()
-        if len(fields) != 3 or fields[0] not in recordings:
-            reason = "missing_audio" if len(fields) == 3 else "bad_segment"
-            rejects.append(Reject(utt, reason, f"segments line {value!r}"))
-            continue
         try:
-            start, end = float(fields[1]), float(fields[2])
+            recording, start, end = value.split()
+            start_s, end_s = float(start), float(end)
         except ValueError:
-            rejects.append(Reject(utt, "bad_segment", f"segments line {value!r}"))
+            rejects.append(Reject(utt, "bad_segment", f"segments line {utt} {value}"))
             continue
-        sources[utt] = AudioSource(**{**vars(recordings[fields[0]]), "start": start, "end": end if end >= 0 else None})
+        if recording not in recordings:
+            rejects.append(Reject(utt, "missing_audio", f"recording {recording!r} is not in wav.scp"))
+            continue
+        sources[utt] = dataclasses.replace(recordings[recording], start=start_s, end=end_s if end_s >= 0 else None)
     return sources, rejects
 
 
@@ -115,8 +115,9 @@ def kaldi_items(data_dir: str | Path) -> tuple[list[ImportItem], list[Reject]]:
     data_dir = Path(data_dir)
     sources, rejects = utterance_sources(data_dir)
     texts = read_table(data_dir / "text")
+    rejected = {reject.key for reject in rejects}
     rejects += [Reject(utt, "missing_audio", "in text, not in wav.scp or segments")
-                for utt in texts if utt not in sources and utt not in {r.key for r in rejects}]
+                for utt in texts if utt not in sources and utt not in rejected]
     annotations = utterance_annotations(data_dir, set(sources))
     items = []
     for utt, source in sources.items():
@@ -126,8 +127,8 @@ def kaldi_items(data_dir: str | Path) -> tuple[list[ImportItem], list[Reject]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.import_kaldi", description=__doc__.split("\n")[0],
-                                     epilog="See the module docstring for the files read.")
+    parser = argparse.ArgumentParser(prog="python -m data_prep.import_kaldi", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data_dir", help="Kaldi data directory (wav.scp, text, ...)")
     add_import_arguments(parser)
     args = parser.parse_args(argv)

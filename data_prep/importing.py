@@ -5,8 +5,9 @@ list of :class:`ImportItem` (key, audio source, sample JSON) plus the :class:`Re
 could not parse; :func:`import_items` does the rest:
 
 - The items are cut into slices of ``shard_size`` in input order; slice ``i`` is written by its own
-  :class:`~osum.data.shards.ShardWriter` as ``OUT/{prefix}-{i:06d}-000000.tar``, so workers write
-  disjoint shards and the output does not depend on the number of workers.
+  :class:`~osum.data.shards.ShardWriter` as ``OUT/{prefix}-{i:06d}-000000.tar`` (none when every
+  item of the slice is rejected), so workers write disjoint shards and the output does not depend
+  on the number of workers. A key seen before is rejected (``duplicate_key``).
 - Every item is validated: the key, the task tag, the labels (canonical form, known label set),
   a non-empty transcript / target where the sample has one, the audio (decoded by
   :func:`osum.data.audio.decode_audio`, cut to ``start``/``end``), and the duration. Audio is
@@ -16,7 +17,8 @@ could not parse; :func:`import_items` does the rest:
   matches and whose tar exists, and writes the others again: a killed import continues where it
   stopped. Files of the prefix that no finished slice owns are removed, since OUT belongs to the import.
 - ``OUT/index.json`` (:mod:`osum.data.index`) and ``OUT/rejects.jsonl`` (one line per rejected
-  input: key, reason, detail) are written at the end, and a summary with counts by reason is printed.
+  input: key, reason, detail) are written at the end (an unfinished import leaves no index), and a
+  summary with counts by reason is printed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -41,7 +44,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from osum.data.audio import TARGET_SR, decode_audio
-from osum.data.index import build_index, write_index
+from osum.data.index import INDEX_NAME, build_index, write_index
 from osum.data.shards import ShardWriter, check_key
 from osum.data.skips import BadSample
 from osum.tasks import TaskRegistry, UnknownTaskError
@@ -228,6 +231,44 @@ def _wav_bytes(audio: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+# ----------------------------------------------------------------------------- JSONL inputs
+def read_jsonl(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[Reject]]:
+    """(``FILE:LINE``, object) of every non-blank line, and rejects for lines that are not JSON objects."""
+    records, rejects = [], []
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            where = f"{path.name}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                rejects.append(Reject(where, "malformed_line", str(e)[:120]))
+                continue
+            if not isinstance(record, dict):
+                rejects.append(Reject(where, "malformed_line", "not a JSON object"))
+                continue
+            records.append((where, record))
+    return records, rejects
+
+
+def keyed_source(where: str, record: dict[str, Any], audio_field: str,
+                 base_dir: Path) -> tuple[str, AudioSource] | Reject:
+    """The key and audio source of a JSONL record whose ``audio_field`` holds a path (relative to
+    ``base_dir`` unless absolute) and whose optional ``start``/``end`` cut it; else its reject."""
+    key = record.get("key")
+    if not isinstance(key, str) or not key:
+        return Reject(where, "missing_key", "no 'key' string")
+    path = record.get(audio_field)
+    if not isinstance(path, str) or not path:
+        return Reject(key, "missing_audio", f"{where}: no {audio_field!r} path")
+    try:
+        start, end = (None if record.get(name) is None else float(record[name]) for name in ("start", "end"))
+    except (TypeError, ValueError):
+        return Reject(key, "bad_segment", f"{where}: start {record.get('start')!r} end {record.get('end')!r}")
+    return key, AudioSource(path=str((base_dir / path).resolve()), start=start, end=end)
+
+
 # ----------------------------------------------------------------------------- one slice
 @dataclass(frozen=True)
 class _SliceJob:
@@ -256,7 +297,7 @@ def _import_slice(job: _SliceJob) -> dict[str, Any]:
     """Write one slice's shard, then its ``.done`` marker; returns the marker's content."""
     rejects: list[list[str]] = []
     recordings = RecordingCache()
-    with ShardWriter(job.out_dir, prefix=job.name, max_samples=max(len(job.items), 1)) as writer:
+    with ShardWriter(job.out_dir, prefix=job.name, max_samples=len(job.items)) as writer:
         for item in job.items:
             try:
                 _write_item(item, writer, recordings, job.checks)
@@ -275,10 +316,10 @@ def _marker_path(out_dir: Path, name: str) -> Path:
 
 def _finished_marker(job: _SliceJob) -> dict[str, Any] | None:
     """The slice's marker if it matches the slice's items and checks and its shard is complete."""
-    path = _marker_path(job.out_dir, job.name)
-    if not path.is_file():
+    try:
+        marker = json.loads(_marker_path(job.out_dir, job.name).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
         return None
-    marker = json.loads(path.read_text(encoding="utf-8"))
     if marker.get("fingerprint") != job.fingerprint:
         return None
     if not all((job.out_dir / name).is_file() for name in marker["shards"]):
@@ -341,14 +382,18 @@ def _split_duplicates(items: Sequence[ImportItem]) -> tuple[list[ImportItem], li
 
 
 def _remove_unowned(out_dir: Path, prefix: str, markers: dict[str, dict[str, Any] | None]) -> None:
-    """Delete shards, partial shards and markers of ``prefix`` that no finished slice owns."""
+    """Delete the index, and shards, partial shards and markers of ``prefix`` that no finished slice
+    owns: until the import completes, OUT has no index that could describe other shards."""
+    (out_dir / INDEX_NAME).unlink(missing_ok=True)
     kept = {name for marker in markers.values() if marker for name in marker["shards"]}
     kept_markers = {f"{name}.done" for name, marker in markers.items() if marker}
-    for path in [*out_dir.glob(f"{prefix}-*.tar"), *out_dir.glob(f"{prefix}-*.tar.tmp")]:
-        if path.name not in kept:
+    shard_name = re.compile(rf"{re.escape(prefix)}-\d+-\d+\.tar(\.tmp)?")
+    marker_name = re.compile(rf"{re.escape(prefix)}-\d+\.done(\.tmp)?")
+    for path in out_dir.iterdir():
+        if shard_name.fullmatch(path.name) and path.name not in kept:
             path.unlink()
-    for path in (out_dir / MARKER_DIR).glob(f"{prefix}-*.done"):
-        if path.name not in kept_markers:
+    for path in (out_dir / MARKER_DIR).iterdir():
+        if marker_name.fullmatch(path.name) and path.name not in kept_markers:
             path.unlink()
 
 

@@ -33,6 +33,8 @@ def validate(cfg: DictConfig) -> None:
              f"must be a positive int (the train stream is infinite), got {t.max_steps!r}")
     _require(cfg.template.layout in ("osum", "chatml"), "template.layout", f"{cfg.template.layout!r} not osum|chatml")
     _require(float(cfg.optim.lr) > 0, "optim.lr", f"must be > 0, got {cfg.optim.lr}")
+    _require(int(cfg.faults.max_nonfinite_in_row) > 0, "faults.max_nonfinite_in_row",
+             f"must be > 0, got {cfg.faults.max_nonfinite_in_row}")
     _require(cfg.scheduler.name in ("cosine", "inverse_sqrt", "constant"), "scheduler.name",
              f"{cfg.scheduler.name!r} not cosine|inverse_sqrt|constant")
     strides = list(cfg.template.strides)

@@ -9,6 +9,8 @@ Two sources are supported, both parsed or loaded locally (no hub access):
   biases (identical logits) or the Llama as loaded, with its tokenizer and chat template.
 
 ``check-whisper`` and ``check-llm`` verify a converted folder (transcription WER, logit agreement).
+``import-original`` maps an original OSUM / OSUM-EChat ``.pt`` onto a configured model
+(``osum.models.original``) and writes a Lightning checkpoint.
 """
 
 from __future__ import annotations
@@ -638,6 +640,62 @@ def convert_smollm2_gguf(src: str, out: Path, arch: str = "qwen2", dtype: str = 
 
 
 # ---------------------------------------------------------------------------------------------
+# Original OSUM / OSUM-EChat checkpoint -> our Lightning checkpoint
+# ---------------------------------------------------------------------------------------------
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def compose_run_config(config: str, overrides: Sequence[str] = ()) -> dict:
+    """The resolved run config of ``configs/train.yaml`` composed with ``overrides`` (as on the
+    ``osum.train`` command line) and ``config``: a model config name under ``configs/model``, or a YAML
+    file (a run's saved ``config.yaml``, or a bare model config) merged over the composition, after
+    which dotted ``key.sub=value`` overrides are applied once more so that they win over the file."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    is_file = Path(config).suffix in (".yaml", ".yml")
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[*([] if is_file else [f"model={config}"]), *overrides])
+    if is_file:
+        loaded = OmegaConf.load(config)
+        if "defaults" in loaded:
+            raise ValueError(f"{config} has a Hydra defaults list: pass its name under configs/model instead")
+        dotted = [o for o in overrides if re.match(r"^[\w-]+\.[\w.-]+=", o)]
+        OmegaConf.set_struct(cfg, False)
+        cfg = OmegaConf.merge(cfg, loaded if "model" in loaded else {"model": loaded}, OmegaConf.from_dotlist(dotted))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def save_stage_checkpoint(stage, out: Path) -> Path:
+    """A Lightning checkpoint (weights and hyper-parameters, no trainer state) that
+    ``load_from_checkpoint``, ``osum.decode``, ``osum.infer`` and ``osum.export`` read."""
+    import lightning
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": stage.state_dict(), "hyper_parameters": dict(stage.hparams),
+                "pytorch-lightning_version": lightning.__version__, "epoch": 0, "global_step": 0}, out)
+    return Path(out)
+
+
+def import_original_checkpoint(src: str, config: str, out: Path, overrides: Sequence[str] = (),
+                               allow_partial: bool = False, lora_alpha: float | None = None):
+    """Build the configured understanding stage, load an original ``.pt`` into it, save a checkpoint."""
+    from osum.models.original import import_original, read_original
+    from osum.stages.understanding import UnderstandingStage
+
+    cfg = compose_run_config(config, overrides)
+    text = {"tokenizer": cfg["model"]["llm"]["tokenizer"], "template": cfg["template"], "rendering": cfg["rendering"]}
+    stage = UnderstandingStage(model=cfg["model"], optim=cfg["optim"], scheduler=cfg["scheduler"], text=text,
+                               faults=cfg.get("faults"))
+    if lora_alpha is None:
+        lora_alpha = (cfg["model"]["llm"].get("lora") or {}).get("alpha")
+    report = import_original(stage.backbone, read_original(src), allow_partial=allow_partial, lora_alpha=lora_alpha)
+    save_stage_checkpoint(stage, out)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------
 
@@ -755,6 +813,17 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("check-llm", help="compare a converted LLM folder with its GGUF")
     cl.add_argument("--model", type=Path, required=True)
     cl.add_argument("--gguf", required=True, help="a .gguf file, its folder, or a package")
+    io = sub.add_parser("import-original", help="original OSUM / OSUM-EChat .pt -> our Lightning checkpoint")
+    io.add_argument("--src", required=True, help="an original state dict (infer.pt, language_think_final.pt ...)")
+    io.add_argument("--config", required=True,
+                    help="a model config name under configs/model (mini, tiny), or a YAML file: a run's "
+                    "config.yaml or a bare model config")
+    io.add_argument("overrides", nargs="*", help="config overrides, e.g. template=osum model.llm.path=/x")
+    io.add_argument("--out", type=Path, required=True, help="the checkpoint to write (.ckpt)")
+    io.add_argument("--allow-partial", action="store_true",
+                    help="skip unmapped, missing and mis-shaped tensors instead of failing")
+    io.add_argument("--lora-alpha", type=float, default=None,
+                    help="LoRA alpha for merging the checkpoint's LoRA (default: model.llm.lora.alpha)")
     return parser
 
 
@@ -768,6 +837,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {convert_smollm2_gguf(args.src, args.out, args.arch, args.dtype)}")
     elif args.command == "check-whisper":
         check_whisper(args.model, args.audio_dir)
+    elif args.command == "import-original":
+        report = import_original_checkpoint(args.src, args.config, args.out, args.overrides, args.allow_partial,
+                                            args.lora_alpha)
+        print(f"{report.summary()}\nwrote {args.out}")
     else:
         check_llm(args.model, args.gguf)
     print(f"{args.command} took {time.perf_counter() - start:.1f} s")

@@ -111,7 +111,7 @@ def decode(assistant: SpeechAssistant, shards: list[str], tasks: list[str], out_
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m osum.decode", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="a training checkpoint (.ckpt)")
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (.ckpt) or an osum.export folder")
     p.add_argument("--shards", required=True, nargs="+", help="shard directory, list file, glob or paths")
     p.add_argument("--out", required=True, help="output directory for hyp.jsonl and the report")
     p.add_argument("--tasks", nargs="+", default=MAIN_TASKS, help="task tag strings to decode (default: the 8 main)")
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         shards = resolve_shards(args.shards)
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
-    assistant = SpeechAssistant.from_checkpoint(args.ckpt, args.device)
+    assistant = SpeechAssistant.load(args.ckpt, args.device)
     report = decode(assistant, shards, args.tasks, Path(args.out), args.batch_size,
                     DecodeOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam), args.limit)
     print(report.format_table())

@@ -13,7 +13,7 @@ from osum.inference import DecodeOptions, SpeechAssistant
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m osum.infer", description=__doc__)
-    p.add_argument("--ckpt", required=True)
+    p.add_argument("--ckpt", required=True, help="a training checkpoint (.ckpt) or an osum.export folder")
     p.add_argument("--audio", required=True, help="any audio file soundfile reads; resampled to 16 kHz")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--task", default="<TRANSCRIBE>", help="task tag string, e.g. '<TRANSCRIBE> <GENDER>'")
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    assistant = SpeechAssistant.from_checkpoint(args.ckpt, args.device)
+    assistant = SpeechAssistant.load(args.ckpt, args.device)
     audio = decode_audio(Path(args.audio).read_bytes())
     speech, lengths = assistant.speech([audio])
     opts = DecodeOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam)

@@ -1,7 +1,7 @@
 """A trained model ready to answer: backbone, tokenizer, sequence builder and task registry together.
 
 Used by `osum.decode` (batches over shards) and `osum.infer` (one file); both lay out prompts with the
-same ``SequenceBuilder`` as training did.
+same ``SequenceBuilder`` as training did. Loads a training checkpoint or an `osum.export` folder.
 """
 
 from __future__ import annotations
@@ -38,6 +38,21 @@ class SpeechAssistant:
 
         stage = UnderstandingStage.load_from_checkpoint(path, map_location=device)
         return cls(stage.backbone, stage.hparams["text"], device)
+
+    @classmethod
+    def from_export(cls, directory: str, device: str = "cpu") -> SpeechAssistant:
+        """From a folder written by ``osum.export`` (merged LLM, no checkpoint or source folders needed)."""
+        from osum.export import load_export
+
+        backbone, text_cfg = load_export(directory)
+        return cls(backbone, text_cfg, device)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> SpeechAssistant:
+        """An export folder (it holds ``osum.yaml``) or a training checkpoint."""
+        from osum.export import is_export_dir
+
+        return cls.from_export(path, device) if is_export_dir(path) else cls.from_checkpoint(path, device)
 
     def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         mels = [log_mel(a) for a in audios]

@@ -101,6 +101,8 @@ class SequenceBuilder:
         return list(self.tok.encode(text, add_special_tokens=False)) if text else []
 
     def _encode_cached(self, text: str) -> list[int]:
+        if len(self._cache) > 100_000:  # free-form instructions: do not grow without bound
+            self._cache.clear()
         if text not in self._cache:
             self._cache[text] = self.encode(text)
         return self._cache[text]
@@ -121,7 +123,7 @@ class SequenceBuilder:
         speech = []
         if n_speech > 0:
             speech = [speech_table_id(c.speech_bos_row)] + [SPEECH] * n_speech + [speech_table_id(c.speech_eos_row)]
-        instr = self.encode(instruction) if instruction else []
+        instr = self._encode_cached(instruction) if instruction else []  # prompts come from small pools
         if c.layout == "osum":
             return instr + speech
         head = self._encode_cached(f"{c.im_start}system\n{self.system_prompt(output_type)}{c.im_end}\n{c.im_start}user\n")

@@ -1,7 +1,8 @@
 """`python -m osum.train +recipe=<name> [key=value ...]`: compose the config, build, and fit.
 
 Everything is wired here and nowhere else: the config picks the data module, the stage, the trainer,
-its loggers and callbacks; this file only resolves the run directory and the checkpoint to resume.
+its strategy, loggers and callbacks; this file only resolves the run directory (one per job in a
+multirun), the checkpoint to resume or the weights to start from, and the cluster environment.
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from osum.callbacks.checkpoint import newest_valid_checkpoint
 from osum.config import ConfigError, validate
+from osum.models.weights import load_initial_weights
 
 log = logging.getLogger("osum")
 
@@ -30,39 +37,68 @@ def resolve_precision(precision: str) -> str:
 
 
 def resolve_ckpt(ckpt_path: str | None, run_dir: Path) -> str | None:
-    """``auto``: the newest checkpoint in the run directory, or none (a fresh start)."""
+    """``auto``: the newest complete checkpoint in the run directory (broken ones skipped), or none."""
     if ckpt_path != "auto":
         return ckpt_path
-    ckpts = sorted((run_dir / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not ckpts:
-        log.info("ckpt_path=auto: no checkpoint in %s, starting fresh", run_dir / "checkpoints")
+    found = newest_valid_checkpoint(run_dir / "checkpoints")
+    if found is None:
+        log.info("ckpt_path=auto: no complete checkpoint in %s, starting fresh", run_dir / "checkpoints")
         return None
-    log.info("ckpt_path=auto: resuming from %s", ckpts[-1])
-    return str(ckpts[-1])
+    log.info("ckpt_path=auto: resuming from %s", found)
+    return str(found)
+
+
+def use_job_dir(cfg: DictConfig) -> None:
+    """In a multirun every job runs in its own sweep subdirectory, under its own run name (logger id)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return
+    job = HydraConfig.get()
+    cfg.run_dir = job.runtime.output_dir
+    cfg.run_name = f"{cfg.run_name}-{job.job.num}"
+
+
+def cluster_plugins() -> list:
+    """Under srun, Lightning's SLURM environment for ranks and addresses, without its own requeue handler:
+    osum.callbacks.preemption.Preemption owns SIGUSR1/SIGTERM (recipes/mini/README.md, "Scale and faults")."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
+
+
+@rank_zero_only
+def write_config(cfg: DictConfig, run_dir: Path) -> None:
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def run(cfg: DictConfig) -> dict:
     """Train one stage as configured; returns the final logged metrics."""
+    use_job_dir(cfg)
     validate(cfg)
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if int(__import__("os").environ.get("RANK", 0)) == 0:
-        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     container = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     text = {"tokenizer": container["model"]["llm"]["tokenizer"], "template": container["template"],
             "rendering": container["rendering"]}
     stage = instantiate(cfg.stage, _convert_="all", model=container["model"], optim=container["optim"],
-                        scheduler=container["scheduler"], text=text, run_dir=str(run_dir))
+                        scheduler=container["scheduler"], text=text, run_dir=str(run_dir), faults=container["faults"])
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    plugins = [*instantiate(cfg.trainer.get("plugins") or []), *cluster_plugins()]
     trainer: L.Trainer = instantiate(cfg.trainer, precision=resolve_precision(str(cfg.trainer.precision)),
-                                     logger=loggers or False, callbacks=callbacks, default_root_dir=str(run_dir))
-    trainer.fit(stage, datamodule=datamodule, ckpt_path=resolve_ckpt(cfg.ckpt_path, run_dir))
+                                     logger=loggers or False, callbacks=callbacks, plugins=plugins,
+                                     default_root_dir=str(run_dir))
+    write_config(cfg, run_dir)
+    for logger in trainer.loggers:  # rank zero only, inside each logger
+        logger.log_hyperparams(container)
+    ckpt_path = resolve_ckpt(cfg.ckpt_path, run_dir)
+    if cfg.init_from and ckpt_path is None:
+        load_initial_weights(stage.backbone, cfg.init_from)
+    elif cfg.init_from:
+        log.info("resuming from %s: init_from=%s is not applied", ckpt_path, cfg.init_from)
+    trainer.fit(stage, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if trainer.is_global_zero:
-        log.info("finished: %s", {k: round(v, 4) for k, v in sorted(metrics.items())})
+    log.info("rank %d finished at step %d: %s", trainer.global_rank, trainer.global_step,
+             {k: round(v, 4) for k, v in sorted(metrics.items())})
     return metrics
 
 

@@ -2,8 +2,10 @@
 
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
 LLM compute), and the same for mel frames. Examples wait in a sort buffer per output type; when the
-buffer is full it is sorted by length and cut into batches, so that batches hold samples of similar
-length and padding stays small. The batcher's whole state (waiting examples, batches cut but not yet
+buffer is full it is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
+group sorted by LLM length) and cut into batches, so that batches hold samples of similar length in
+both and padding stays small. LLM length and audio length are only loosely related (prompts and
+targets vary by task), which is why one sort key is not enough. The batcher's whole state (waiting examples, batches cut but not yet
 handed out, its RNG) can be described by sample references, so a resumed stream rebuilds it exactly.
 """
 
@@ -25,6 +27,7 @@ class BatchLimits:
     max_frames: int = 60000  # mel frames incl. padding
     max_samples: int = 64
     buffer_size: int = 256  # examples sorted together per output type
+    frame_groups: int = 2  # buckets by mel frames inside a buffer, each then sorted by LLM length
 
 
 def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
@@ -37,16 +40,18 @@ def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
 
 
 def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
-    examples = sorted(examples, key=lambda e: (e.length, e.frames, e.key))
+    by_frames = sorted(examples, key=lambda e: (e.frames, e.length, e.key))
+    size = -(-len(by_frames) // max(limits.frame_groups, 1))
     batches: list[list[Example]] = []
-    current: list[Example] = []
-    for ex in examples:
-        if current and not batch_fits(current, ex, limits):
+    for start in range(0, len(by_frames), max(size, 1)):
+        current: list[Example] = []
+        for ex in sorted(by_frames[start : start + size], key=lambda e: (e.length, e.frames, e.key)):
+            if current and not batch_fits(current, ex, limits):
+                batches.append(current)
+                current = []
+            current.append(ex)
+        if current:
             batches.append(current)
-            current = []
-        current.append(ex)
-    if current:
-        batches.append(current)
     return batches
 
 

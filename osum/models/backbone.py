@@ -156,6 +156,8 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
     llm = build_llm(llm_cfg.get("path"), llm_cfg.get("config"), vocab_size=len(tokenizer),
                     dtype=llm_cfg.get("dtype", "float32"),
                     attn_implementation=llm_cfg.get("attn_implementation", "sdpa"))
+    if llm_cfg.get("gradient_checkpointing"):
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = llm_cfg.get("lora") or {}
     if lora.get("enabled"):
         llm = apply_lora(llm, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"],

@@ -56,3 +56,39 @@ def load_with_report(module: nn.Module, state: dict[str, torch.Tensor], strict: 
                                   "set strict: false to load anyway")
     log.info("%s: loaded %d tensors", what, len(usable))
     return missing, unexpected
+
+
+def _peft_free(name: str) -> str:
+    """A backbone tensor name as it reads without a peft LoRA wrapper around the LLM."""
+    return name.replace("llm.base_model.model.", "llm.", 1).replace(".base_layer.", ".")
+
+
+def _export_state_dict(directory: Path) -> dict[str, torch.Tensor]:
+    """Backbone-named tensors of an ``osum.export`` folder (merged LLM in ``llm/``, the rest in safetensors)."""
+    from safetensors.torch import load_file
+
+    state = {f"llm.{k}": v for k, v in load_folder_state_dict(directory / "llm").items()}
+    for part, prefix in (("encoder", "encoder."), ("adapter", "adapter."), ("speech", "")):
+        state.update({prefix + k: v for k, v in load_file(str(directory / f"{part}.safetensors")).items()})
+    return state
+
+
+def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Backbone-named tensors of a Lightning checkpoint (the stage's ``backbone.`` entries)."""
+    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
+    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+
+
+def load_initial_weights(backbone: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
+    """Weights only (no optimizer, step or data position) from a training checkpoint or an export folder.
+
+    Names are matched across a LoRA wrapper (a plain stage-1 LLM into a stage-2 LLM with LoRA, whose
+    adapters then start fresh); missing and unexpected keys are logged, shape mismatches skipped.
+    """
+    from osum.export import is_export_dir
+
+    path = Path(path)
+    state = _export_state_dict(path) if is_export_dir(path) else _checkpoint_state_dict(path)
+    by_plain_name = {_peft_free(k): k for k in backbone.state_dict()}
+    state = {by_plain_name.get(_peft_free(k), k): v for k, v in state.items()}
+    return load_with_report(backbone, state, strict=False, what=f"init_from {path}")

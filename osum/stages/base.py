@@ -1,4 +1,5 @@
-"""What every stage shares: the backbone, global-token loss normalisation, optimiser, logging, skip totals."""
+"""What every stage shares: the backbone, global-token loss normalisation, optimiser, logging, skip totals,
+and skipping steps whose loss or gradient is not finite."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from osum.stages.schedule import lr_factor
 log = logging.getLogger("osum")
 
 
+class NonFiniteError(RuntimeError):
+    """Too many optimizer steps in a row had a NaN or inf loss or gradient."""
+
+
 def task_metric_name(tag: str) -> str:
     """``"<TRANSCRIBE> <GENDER>"`` -> ``"TRANSCRIBE+GENDER"`` (safe in every logger)."""
     return "+".join(re.findall(r"<([^<>]+)>", tag)) or "unknown"
@@ -31,7 +36,8 @@ class StageBase(L.LightningModule):
     stage_name = "base"
 
     def __init__(self, model: Mapping[str, Any], optim: Mapping[str, Any], scheduler: Mapping[str, Any],
-                 text: Mapping[str, Any] | None = None, run_dir: str | None = None):
+                 text: Mapping[str, Any] | None = None, run_dir: str | None = None,
+                 faults: Mapping[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.backbone, self.tokenizer = build_backbone(model)
@@ -39,6 +45,8 @@ class StageBase(L.LightningModule):
         self.run_dir = run_dir
         self.skips = SkipCounter()
         self._last_step_time: float | None = None
+        self.max_nonfinite_in_row = int((faults or {}).get("max_nonfinite_in_row", 10))
+        self._nonfinite_in_row = self._nonfinite_total = 0
 
     # ------------------------------------------------------------------ loss over the global batch
     def _global_tokens(self, n_tokens: torch.Tensor) -> torch.Tensor:
@@ -53,7 +61,8 @@ class StageBase(L.LightningModule):
         if split == "train":
             # DDP averages gradients over ranks: scale so that the result is the mean over all supervised tokens.
             loss = out["loss_sum"] * self.trainer.world_size / self._global_tokens(out["n_tokens"])
-            self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+            # the mean of these over ranks is the global token mean: the same value is logged on every rank
+            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
         else:
             loss = out["loss_sum"] / out["n_tokens"].clamp(min=1)
             self.log(f"{split}/loss", out["loss_sum"] / out["n_tokens"].clamp(min=1), on_epoch=True,
@@ -86,6 +95,31 @@ class StageBase(L.LightningModule):
         log.info("rank %d: %s", self.global_rank, self.skips.summary())
         if self.run_dir:
             self.skips.write(Path(self.run_dir) / f"skipped_samples_rank{self.global_rank}.json")
+
+    # ------------------------------------------------------------------ non-finite steps
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A NaN/inf gradient (a non-finite loss gives one) on any rank: drop all gradients, so no update."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+            self._nonfinite_in_row += 1
+            self._nonfinite_total += 1
+        else:
+            self._nonfinite_in_row = 0
+        self.log("train/skipped_nonfinite", float(self._nonfinite_total), batch_size=1)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Between steps (the last one logged): stop after too many non-finite steps in a row."""
+        if self._nonfinite_in_row < self.max_nonfinite_in_row:
+            return
+        ckpt_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir
+        path = Path(ckpt_dir) / f"nonfinite-step{self.trainer.global_step:07d}.ckpt"
+        self.trainer.save_checkpoint(path)
+        raise NonFiniteError(f"{self._nonfinite_in_row} steps in a row had a NaN/inf loss or gradient (up to step "
+                             f"{self.trainer.global_step}; {self._nonfinite_total} in all) and were skipped; saved "
+                             f"{path} (weights from before them). Lower optim.lr, check the data, or raise "
+                             "faults.max_nonfinite_in_row.")
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

@@ -1,0 +1,129 @@
+"""Data pipeline throughput and padding efficiency, against a naive pipeline run in the same process.
+
+    python bench/data_throughput.py [--shards data/mini/train] [--samples 1500]
+
+Ours: the training stream on one core (read tar, decode FLAC, Whisper log-mel at the real length,
+task choice, target rendering, tokenization and layout, SpecAugment, token-budget batching, collation).
+Naive: per-sample Python with transformers' WhisperFeatureExtractor (pads every utterance to 30 s) and
+per-sample tokenization, fixed-size batches. Prints audio-seconds per second per core for both, their
+ratio, and the padding efficiency (real / padded mel frames and LLM tokens) of our batches against
+fixed-size batches of the same samples in stream order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from osum.data.batching import BatchLimits  # noqa: E402
+from osum.data.datamodule import build_text_side  # noqa: E402
+from osum.data.mixture import TaskMixture  # noqa: E402
+from osum.data.processing import Filters, SampleProcessor  # noqa: E402
+from osum.data.reader import read_shard  # noqa: E402
+from osum.data.shardlist import resolve_shards  # noqa: E402
+from osum.data.skips import SkipCounter  # noqa: E402
+from osum.data.stream import ShardStream  # noqa: E402
+
+TASKS = {"<TRANSCRIBE>": 3, "<TRANSCRIBE> <GENDER>": 1, "<TRANSCRIBE> <EMOTION>": 1, "<TRANSCRIBE> <ALIGN>": 1}
+SPEC_AUG = {"num_time_masks": 2, "max_time": 50, "num_freq_masks": 2, "max_freq": 10}
+
+
+def our_pipeline(shards, tokenizer_dir, samples, limits):
+    tok, builder, registry = build_text_side(tokenizer_dir, {"layout": "osum", "eos_token": "<|endoftext|>"}, {})
+    processor = SampleProcessor(builder, registry, TaskMixture(registry, TASKS), Filters(), spec_aug=SPEC_AUG)
+    stream = ShardStream(shards, processor, limits, pad_id=tok.pad_token_id, shuffle=False, infinite=False)
+    batches, audio, n = [], 0.0, 0
+    start = time.perf_counter()
+    for batch in stream:
+        batches.append(batch)
+        audio += batch["audio_seconds"]
+        n += len(batch["keys"])
+        if n >= samples:
+            break
+    return audio / (time.perf_counter() - start), n, batches
+
+
+def naive_pipeline(shards, tokenizer_dir, samples, batch_size):
+    import soundfile as sf
+    from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor(feature_size=80)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    audio_s, n, batch = 0.0, 0, []
+    start = time.perf_counter()
+    for raw in itertools.chain.from_iterable(read_shard(s, SkipCounter()) for s in shards):
+        wav, sr = sf.read(io.BytesIO(raw.audio), dtype="float32")
+        feats = extractor(wav, sampling_rate=sr, return_tensors="pt").input_features[0]
+        ids = tok("Transcribe the speech." + raw.meta.get("txt", ""))["input_ids"]
+        batch.append((feats, ids))
+        if len(batch) == batch_size:
+            torch.stack([f for f, _ in batch])
+            batch = []
+        audio_s += len(wav) / sr
+        n += 1
+        if n >= samples:
+            break
+    return audio_s / (time.perf_counter() - start), n
+
+
+def padding_efficiency(batches):
+    real_f = padded_f = real_t = padded_t = 0
+    for b in batches:
+        real_f += int(b["mel_lengths"].sum())
+        padded_f += b["mel"].shape[0] * b["mel"].shape[1]
+        n, width = b["input_ids"].shape
+        last = torch.stack([((b["targets"][i] != -100).nonzero().max() + 1) for i in range(n)])
+        real_t += int(last.sum())
+        padded_t += n * width
+    return real_f / padded_f, real_t / padded_t
+
+
+def fixed_size_efficiency(batches, batch_size):
+    frames = [int(x) for b in batches for x in b["mel_lengths"]]
+    tokens = [int((t != -100).nonzero().max()) + 1 for b in batches for t in b["targets"]]
+    keys = [k for b in batches for k in b["keys"]]
+    order = sorted(range(len(frames)), key=lambda i: keys[i])  # arrival order (shards read in order)
+    real_f = padded_f = real_t = padded_t = 0
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        real_f += sum(frames[i] for i in idx)
+        padded_f += len(idx) * max(frames[i] for i in idx)
+        real_t += sum(tokens[i] for i in idx)
+        padded_t += len(idx) * max(tokens[i] for i in idx)
+    return real_f / padded_f, real_t / padded_t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shards", default="data/mini/train")
+    p.add_argument("--tokenizer", default="data/mini/tokenizer")
+    p.add_argument("--samples", type=int, default=4000)
+    p.add_argument("--naive-samples", type=int, default=300)
+    p.add_argument("--fixed-batch", type=int, default=16)
+    p.add_argument("--buffer", type=int, default=2048, help="sort buffer (data.batch.buffer_size)")
+    args = p.parse_args()
+    torch.set_num_threads(1)  # one worker core
+    shards = resolve_shards(args.shards)
+    limits = BatchLimits(max_tokens=6000, max_frames=30000, max_samples=48, buffer_size=args.buffer)
+    ours, n_ours, batches = our_pipeline(shards, args.tokenizer, args.samples, limits)
+    naive, n_naive = naive_pipeline(shards, args.tokenizer, args.naive_samples, args.fixed_batch)
+    eff_f, eff_t = padding_efficiency(batches)
+    fix_f, fix_t = fixed_size_efficiency(batches, args.fixed_batch)
+    print(f"pipeline (one core)   ours: {ours:8.0f} audio-s/s over {n_ours} samples in {len(batches)} batches")
+    print(f"                      naive: {naive:7.0f} audio-s/s over {n_naive} samples (WhisperFeatureExtractor, 30 s pad)")
+    print(f"                      ratio ours/naive: {ours / naive:.1f}x   (target >= 3000 audio-s/s per core)")
+    print(f"padding efficiency    ours: frames {eff_f:.1%}, tokens {eff_t:.1%}   (target >= 95%)")
+    print(f"                      fixed batches of {args.fixed_batch}: frames {fix_f:.1%}, tokens {fix_t:.1%}")
+    print(f"                      ratio ours/fixed: frames {eff_f / fix_f:.2f}x, tokens {eff_t / fix_t:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

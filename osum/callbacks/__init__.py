@@ -1,0 +1,1 @@
+"""Lightning callbacks and plugins for training through faults: atomic checkpoints, RNG state, preemption."""
