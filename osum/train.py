@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,9 @@ from osum.config import ConfigError, validate
 from osum.models.weights import load_initial_weights
 
 log = logging.getLogger("osum")
+# Per-task training losses are per rank on purpose (a task may be absent from a rank's batch; syncing
+# keys that differ between ranks would hang): Lightning's advice to sync them does not apply.
+warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
 
 
 def resolve_precision(precision: str) -> str:

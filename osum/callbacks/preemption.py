@@ -1,7 +1,7 @@
 """Preemption: SIGUSR1 or SIGTERM -> at the next step boundary, one checkpoint, a requeue under SLURM, an exit.
 
-The signal handler only records the signal. Before every training step the ranks agree whether any of
-them saw one; if so all of them save one checkpoint together and stop, so no rank is left waiting in a
+The signal handler only records the signal. After every training step the ranks agree whether any of
+them saw one; if so all of them save one checkpoint together and stop before the next step, so no rank is left waiting in a
 collective and the checkpoint holds a whole step. Under a SLURM batch job (srun, not submitit, which
 requeues by itself) a SIGUSR1 (`#SBATCH --signal=SIGUSR1@90`: the time limit is near) also requeues
 the job from global rank 0; a SIGTERM (scancel, preemption) does not. The process exits with
@@ -62,6 +62,7 @@ class Preemption(L.Callback):
         self.path = Path(dirpath) / filename
         self.requeue = requeue
         self._received: signal.Signals | None = None
+        self._stopping = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self._received = signal.Signals(signum)
@@ -73,10 +74,9 @@ class Preemption(L.Callback):
         for sig in SIGNALS:  # after Lightning installed its own handlers: these replace them
             signal.signal(sig, self._record)
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        """Between steps: the previous one is trained and logged, this batch is not trained yet."""
-        if not trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._stopping or not trainer.strategy.reduce_boolean_decision(self._received is not None, all=False):
             return
         time_limit = trainer.strategy.reduce_boolean_decision(self._received == signal.SIGUSR1, all=False)
         trainer.save_checkpoint(self.path)
@@ -86,4 +86,10 @@ class Preemption(L.Callback):
             signame = self._received.name if self._received else "a signal to another rank"
             then = f"requeued SLURM job {job_id}" if requeued else "resume with ckpt_path=auto"
             log.warning("%s: saved %s at step %d; %s", signame, self.path, trainer.global_step, then)
-        raise Preempted()
+        self._stopping = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        """Exit only now, once the step saved at its end has been logged too."""
+        if self._stopping:
+            raise Preempted()

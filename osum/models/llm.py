@@ -15,8 +15,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def load_tokenizer(path: str):
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"tokenizer folder {path} does not exist (model.llm.tokenizer / model.llm.path); "
+                                "models load from local folders only")
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:  # the pad id only fills masked positions, any real id will do
         tok.pad_token = tok.eos_token

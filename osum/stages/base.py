@@ -109,8 +109,7 @@ class StageBase(L.LightningModule):
             self._nonfinite_in_row = 0
         self.log("train/skipped_nonfinite", float(self._nonfinite_total), batch_size=1)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Between steps (the last one logged): stop after too many non-finite steps in a row."""
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._nonfinite_in_row < self.max_nonfinite_in_row:
             return
         ckpt_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir

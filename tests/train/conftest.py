@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,11 +29,22 @@ def train_overrides(mini_data, tmp_path) -> list[str]:
 
 
 @pytest.fixture
+def compose_train(train_overrides) -> Callable[..., DictConfig]:
+    """``compose_train(*overrides)``: the composed config of a tiny run, for in-process tests."""
+
+    def compose_train_(*overrides: str) -> DictConfig:
+        with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+            return compose("train", [*train_overrides, *overrides])
+
+    return compose_train_
+
+
+@pytest.fixture
 def start_training(train_overrides, tmp_path) -> Callable[..., subprocess.Popen]:
     """``start(*overrides, name=..., env=...)``: `python -m osum.train` in the background; output in tmp_path/name."""
 
     def start(*overrides: str, name: str = "train.out", env: dict[str, str] | None = None) -> subprocess.Popen:
-        out = open(tmp_path / name, "w")  # noqa: SIM115 - closed by finish()
+        out = open(tmp_path / name, "w")  # closed by finish()
         proc = subprocess.Popen([sys.executable, "-m", "osum.train", *train_overrides, *overrides], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})})
