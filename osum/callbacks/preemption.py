@@ -1,11 +1,11 @@
-"""Preemption: SIGUSR1 or SIGTERM -> at the next step boundary, one checkpoint, a requeue under SLURM, an exit.
+"""Preemption: SIGUSR1 or SIGTERM -> one checkpoint after the current step, a requeue under SLURM, an exit.
 
 The signal handler only records the signal. After every training step the ranks agree whether any of
-them saw one; if so all of them save one checkpoint together and stop before the next step, so no rank is left waiting in a
-collective and the checkpoint holds a whole step. Under a SLURM batch job (srun, not submitit, which
-requeues by itself) a SIGUSR1 (`#SBATCH --signal=SIGUSR1@90`: the time limit is near) also requeues
-the job from global rank 0; a SIGTERM (scancel, preemption) does not. The process exits with
-EXIT_PREEMPTED; the next start with `ckpt_path=auto` continues from the checkpoint.
+them saw one; if so all of them save one checkpoint together and stop before the next step, so no rank
+is left waiting in a collective and the checkpoint holds whole steps. Under a SLURM batch job (srun,
+not submitit, which requeues by itself) a SIGUSR1 (`#SBATCH --signal=SIGUSR1@90`: the time limit is
+near) also makes global rank 0 requeue the job; a SIGTERM (scancel, preemption) does not. The process
+exits with EXIT_PREEMPTED; the next start with `ckpt_path=auto` continues from the checkpoint.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def slurm_job_to_requeue() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def requeue(job_id: str) -> bool:
+def scontrol_requeue(job_id: str) -> bool:
     try:
         result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -82,7 +82,7 @@ class Preemption(L.Callback):
         trainer.save_checkpoint(self.path)
         job_id = slurm_job_to_requeue() if self.requeue and time_limit else None
         if trainer.is_global_zero:
-            requeued = job_id is not None and requeue(job_id)
+            requeued = job_id is not None and scontrol_requeue(job_id)
             signame = self._received.name if self._received else "a signal to another rank"
             then = f"requeued SLURM job {job_id}" if requeued else "resume with ckpt_path=auto"
             log.warning("%s: saved %s at step %d; %s", signame, self.path, trainer.global_step, then)

@@ -13,6 +13,7 @@ from osum.data.batching import BatchLimits
 from osum.data.mixture import TaskMixture
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
+from osum.data.sources import parse_sets, shares
 from osum.data.stream import ResumePlan, ShardStream, rank_and_world, resume_plan
 from osum.models.llm import load_tokenizer
 from osum.tasks import TaskRegistry
@@ -35,7 +36,8 @@ class SpeechDataModule(L.LightningDataModule):
     def __init__(self, train: Any, valid: Any, tokenizer: str, tasks: Mapping[str, float],
                  template: Mapping[str, Any], rendering: Mapping[str, Any], filters: Mapping[str, Any],
                  batch: Mapping[str, Any], spec_augment: Mapping[str, Any] | None = None, n_mels: int = 80,
-                 num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None):
+                 num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None,
+                 temperature: float = 1.0):
         super().__init__()
         self.train_spec, self.valid_spec = train, valid
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
@@ -45,36 +47,50 @@ class SpeechDataModule(L.LightningDataModule):
         self.limits = BatchLimits(**dict(batch))
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
+        self.temperature = temperature
         self.saved_stream: list[dict] | None = None
-        self.train_shards = resolve_shards(train) if train else []
+        self.train_sets = parse_sets(train) if train else []
+        self.set_mixtures = {s.name: TaskMixture(self.registry, s.tasks) for s in self.train_sets if s.tasks}
         self.valid_shards = resolve_shards(valid) if valid else []
-        if self.train_shards:
-            shares = ", ".join(f"{t} {s:.0%}" for t, s in self.mixture.shares().items())
-            log.info("train: %d shard(s); task shares (before per-sample availability): %s", len(self.train_shards),
-                     shares)
+        if self.train_sets:
+            log.info("%s", self.describe_mixture())
+
+    def describe_mixture(self) -> str:
+        """Effective share of each shard set and task (before per-sample availability of fields)."""
+        lines = ["training mixture (expected shares of audio; a sample serves only tasks it has fields for):"]
+        for s in self.train_sets:
+            share = shares(self.train_sets, self.temperature)[s.name]
+            size = f"{s.hours:.2f} h" if s.hours else f"{len(s.shards)} shards"
+            lines.append(f"  set {s.name}: {share:.1%} ({size}, weight {s.weight:g})")
+            mixture = self.set_mixtures.get(s.name, self.mixture)
+            lines += [f"    {t}: {share * p:.1%}" for t, p in mixture.shares().items()]
+        return "\n".join(lines)
 
     def processor(self, train: bool) -> SampleProcessor:
+        shard_mixtures = {shard: self.set_mixtures[s.name] for s in self.train_sets if s.name in self.set_mixtures
+                          for shard in s.shards} if train else {}
         return SampleProcessor(self.builder, self.registry, self.mixture if train else self.valid_mixture,
-                               self.filters, self.n_mels, self.spec_augment if train else None)
+                               self.filters, self.n_mels, self.spec_augment if train else None, shard_mixtures)
 
     def resume_from(self, saved: list[dict]) -> None:
         """The data-stream state of a checkpoint (see osum.data.resume); used by the next train loader."""
         self.saved_stream = saved
 
-    def _loader(self, shards: list[str], train: bool) -> DataLoader:
+    def _loader(self, shards: list, train: bool) -> DataLoader:
         plan = ResumePlan()
         if train and self.saved_stream:
             rank, world = rank_and_world()
-            plan = resume_plan(self.saved_stream, rank, world, max(self.num_workers, 1), shards, self.seed, True)
+            plan = resume_plan(self.saved_stream, rank, world, max(self.num_workers, 1), shards, self.seed, True,
+                               self.temperature)
             (log.info if plan.exact else log.warning)("%s", plan.note)
         stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
-                             seed=self.seed, shuffle=train, infinite=train, resume=plan)
+                             seed=self.seed, shuffle=train, infinite=train, resume=plan, temperature=self.temperature)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=train and self.num_workers > 0,
                           prefetch_factor=4 if self.num_workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_shards, train=True)
+        return self._loader(self.train_sets, train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.valid_shards, train=False)

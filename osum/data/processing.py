@@ -50,15 +50,17 @@ class SampleProcessor:
     """Turns a ``RawSample`` into an ``Example``; raises ``BadSample`` with a reason when it cannot."""
 
     def __init__(self, builder: SequenceBuilder, registry: TaskRegistry, mixture: TaskMixture,
-                 filters: Filters, n_mels: int = 80, spec_aug: dict | None = None):
+                 filters: Filters, n_mels: int = 80, spec_aug: dict | None = None,
+                 shard_mixtures: dict[str, TaskMixture] | None = None):
         self.builder, self.registry, self.mixture = builder, registry, mixture
         self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
+        self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
 
     def __call__(self, raw: RawSample, rng: random.Random) -> Example:
         meta = raw.meta
         if raw.audio is None:
             raise BadSample("missing_audio")
-        task = self.mixture.choose(meta, rng)
+        task = self.shard_mixtures.get(raw.shard, self.mixture).choose(meta, rng)
         if "target" in meta:  # original shards carry the rendered target
             target = str(meta["target"]).strip()
             if not target:

@@ -29,6 +29,7 @@ from osum.data.batching import Batcher, BatchLimits, collate
 from osum.data.processing import Example, SampleProcessor
 from osum.data.reader import read_shard
 from osum.data.skips import BadSample, SkipCounter
+from osum.data.sources import ShardSet, epoch_shards
 
 log = logging.getLogger("osum.data")
 
@@ -39,17 +40,26 @@ def rank_and_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def epoch_order(shards: list[str], epoch: int, seed: int, shuffle: bool) -> list[str]:
-    order = list(shards)
+def as_sets(shards: list[str] | list[ShardSet]) -> list[ShardSet]:
+    """Shard sets as given, or a plain shard list as one set of weight 1."""
+    if shards and isinstance(shards[0], ShardSet):
+        return list(shards)  # type: ignore[arg-type]
+    return [ShardSet("all", list(shards))]  # type: ignore[arg-type]
+
+
+def epoch_order(sets: list[ShardSet], epoch: int, seed: int, shuffle: bool, temperature: float = 1.0) -> list[str]:
+    """The epoch's shards (weighted per set, see osum.data.sources), shuffled globally with the seed."""
+    order = epoch_shards(sets, epoch, seed, temperature) if len(sets) > 1 or sets[0].weight != 1.0 \
+        else list(sets[0].shards)
     if shuffle:
         random.Random(f"{seed}:{epoch}").shuffle(order)
     return order
 
 
-def shards_for(shards: list[str], epoch: int, seed: int, shuffle: bool, consumer: int, n_consumers: int,
-               cycle: bool) -> list[str]:
+def shards_for(shards: list[str] | list[ShardSet], epoch: int, seed: int, shuffle: bool, consumer: int,
+               n_consumers: int, cycle: bool, temperature: float = 1.0) -> list[str]:
     """This reader's shards for ``epoch``. With fewer shards than readers and ``cycle``, shards repeat."""
-    order = epoch_order(shards, epoch, seed, shuffle)
+    order = epoch_order(as_sets(shards), epoch, seed, shuffle, temperature)
     if len(order) < n_consumers and cycle:
         return [order[consumer % len(order)]] if order else []
     return order[consumer::n_consumers]
@@ -65,8 +75,8 @@ class ResumePlan:
     note: str = ""
 
 
-def resume_plan(saved: list[dict] | None, rank: int, world: int, workers: int, shards: list[str], seed: int,
-                shuffle: bool) -> ResumePlan:
+def resume_plan(saved: list[dict] | None, rank: int, world: int, workers: int, shards: list[str] | list[ShardSet],
+                seed: int, shuffle: bool, temperature: float = 1.0) -> ResumePlan:
     """Exact when the layout matches; else restart the earliest saved epoch minus the shards every
     reader had finished in it (a partly read shard is read again: some samples repeat, none are lost)."""
     if not saved:
@@ -79,7 +89,7 @@ def resume_plan(saved: list[dict] | None, rank: int, world: int, workers: int, s
     epoch = min((st["epoch"] for _, st in states), default=0)
     finished: set[str] = set()
     for consumer, st in states:
-        mine = shards_for(shards, epoch, seed, shuffle, consumer, n_old, cycle=False)
+        mine = shards_for(shards, epoch, seed, shuffle, consumer, n_old, cycle=False, temperature=temperature)
         finished.update(mine if st["epoch"] > epoch else mine[: st["shard_pos"]])
     note = (f"data stream saved with {old_world} rank(s) x {old_workers} worker(s), now {world} x {workers}: "
             f"restarting stream epoch {epoch} without its {len(finished)} finished shard(s); "
@@ -95,19 +105,22 @@ class ReaderPosition:
 
 
 class ShardStream(IterableDataset):
-    def __init__(self, shards: list[str], processor: SampleProcessor, limits: BatchLimits, pad_id: int,
-                 seed: int = 0, shuffle: bool = True, infinite: bool = True, resume: ResumePlan | None = None):
+    def __init__(self, shards: list[str] | list[ShardSet], processor: SampleProcessor, limits: BatchLimits,
+                 pad_id: int, seed: int = 0, shuffle: bool = True, infinite: bool = True,
+                 resume: ResumePlan | None = None, temperature: float = 1.0):
         super().__init__()
-        self.shards, self.processor, self.limits, self.pad_id = shards, processor, limits, pad_id
-        self.seed, self.shuffle, self.infinite = seed, shuffle, infinite
+        self.sets = as_sets(shards)
+        self.processor, self.limits, self.pad_id = processor, limits, pad_id
+        self.seed, self.shuffle, self.infinite, self.temperature = seed, shuffle, infinite, temperature
         self.resume = resume or ResumePlan()
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
 
     def _plan(self, epoch: int, consumer: int, n_consumers: int) -> list[str]:
         if self.resume.finished and epoch == self.resume.epoch:
-            rest = [s for s in epoch_order(self.shards, epoch, self.seed, self.shuffle) if s not in self.resume.finished]
-            return rest[consumer::n_consumers]
-        return shards_for(self.shards, epoch, self.seed, self.shuffle, consumer, n_consumers, self.infinite)
+            order = epoch_order(self.sets, epoch, self.seed, self.shuffle, self.temperature)
+            return [s for s in order if s not in self.resume.finished][consumer::n_consumers]
+        return shards_for(self.sets, epoch, self.seed, self.shuffle, consumer, n_consumers, self.infinite,
+                          self.temperature)
 
     def _example(self, raw, epoch: int) -> Example:
         ex = self.processor(raw, random.Random(f"{self.seed}:{epoch}:{raw.key}"))
@@ -135,8 +148,9 @@ class ShardStream(IterableDataset):
         exact = self.resume.exact
         role = (wid + (exact["next_role"] if exact else 0)) % n_workers
         consumer, n_consumers = self.rank * n_workers + role, self.world * n_workers
-        if len(self.shards) < n_consumers and consumer == 0:
-            log.warning("%d shard(s) for %d readers (%d ranks x %d workers): %s", len(self.shards), n_consumers,
+        n_shards = sum(len(s.shards) for s in self.sets)
+        if n_shards < n_consumers and consumer == 0:
+            log.warning("%d shard(s) for %d readers (%d ranks x %d workers): %s", n_shards, n_consumers,
                         self.world, n_workers, "shards repeat across readers" if self.infinite else "some readers idle")
         skips = SkipCounter()
         batcher = Batcher(self.limits, random.Random(f"{self.seed}:batcher:{consumer}"))

@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from osum.callbacks.checkpoint import AtomicCheckpointIO, CorruptCheckpointError, checkpoint_problem, partial_path
+from osum.callbacks.checkpoint import (
+    AtomicCheckpointIO,
+    CorruptCheckpointError,
+    checkpoint_problem,
+    partial_path,
+)
 from osum.train import resolve_ckpt
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,6 +3,12 @@ gloo DDP, `trainer.num_nodes=2 trainer.devices=1`; both ranks log the same (glob
 
 import re
 import socket
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -30,3 +36,10 @@ def test_two_nodes_one_task_each(start_training, finish, tmp_path):
     assert losses[0][1] == losses[1][1]
     run_dir = tmp_path / "exp" / "mini"
     assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
+
+
+def test_submitit_launcher_config_owns_requeue():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="optional: pip install osum[slurm]")
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", ["+recipe=mini", "hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.max_num_timeout > 0

@@ -1,4 +1,4 @@
-"""`-m optim.lr=a,b` (hydra.mode=MULTIRUN): every sweep point trains in its own run directory, under its own run name."""
+"""`-m optim.lr=a,b` (hydra.mode=MULTIRUN): every sweep point trains in its own run directory and run name."""
 
 import yaml
 
