@@ -12,7 +12,7 @@ handed out, its RNG) can be described by sample references, so a resumed stream 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -56,33 +56,34 @@ def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Examp
 
 
 class Batcher:
-    """Collects examples per output type and hands out batches one at a time."""
+    """Collects examples per output type; cut batches wait in ``pending`` until they are taken."""
 
     def __init__(self, limits: BatchLimits, rng: random.Random):
         self.limits, self.rng = limits, rng
         self.buffers: dict[str, list[Example]] = {}
-        self.pending: list[list[Example]] = []  # cut and shuffled, not yet handed out
+        self.pending: list[list[Example]] = []  # cut and shuffled, in the order they were cut
 
-    def add(self, ex: Example) -> Iterator[list[Example]]:
+    def add(self, ex: Example) -> None:
         buf = self.buffers.setdefault(ex.output_type, [])
         buf.append(ex)
         if len(buf) >= self.limits.buffer_size:
             self._cut(ex.output_type)
-        yield from self._hand_out()
 
-    def flush(self) -> Iterator[list[Example]]:
+    def flush(self) -> None:
         for output_type in sorted(self.buffers):
             self._cut(output_type)
-        yield from self._hand_out()
+
+    def take(self, output_type: str | None = None) -> list[Example] | None:
+        """The oldest pending batch (of ``output_type`` if given), or ``None``."""
+        for i, batch in enumerate(self.pending):
+            if output_type is None or batch[0].output_type == output_type:
+                return self.pending.pop(i)
+        return None
 
     def _cut(self, output_type: str) -> None:
         batches = cut_batches(self.buffers.pop(output_type, []), self.limits)
         self.rng.shuffle(batches)
         self.pending += batches
-
-    def _hand_out(self) -> Iterator[list[Example]]:
-        while self.pending:
-            yield self.pending.pop(0)
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:

@@ -37,7 +37,7 @@ class SpeechDataModule(L.LightningDataModule):
                  template: Mapping[str, Any], rendering: Mapping[str, Any], filters: Mapping[str, Any],
                  batch: Mapping[str, Any], spec_augment: Mapping[str, Any] | None = None, n_mels: int = 80,
                  num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, output_types: Mapping[str, float] | None = None):
         super().__init__()
         self.train_spec, self.valid_spec = train, valid
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
@@ -48,6 +48,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
         self.temperature = temperature
+        self.output_types = dict(output_types) if output_types else None
         self.saved_stream: list[dict] | None = None
         self.train_sets = parse_sets(train) if train else []
         self.set_mixtures = {s.name: TaskMixture(self.registry, s.tasks) for s in self.train_sets if s.tasks}
@@ -84,7 +85,8 @@ class SpeechDataModule(L.LightningDataModule):
                                self.temperature)
             (log.info if plan.exact else log.warning)("%s", plan.note)
         stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
-                             seed=self.seed, shuffle=train, infinite=train, resume=plan, temperature=self.temperature)
+                             seed=self.seed, shuffle=train, infinite=train, resume=plan, temperature=self.temperature,
+                             output_types=self.output_types if train else None)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=train and self.num_workers > 0,
                           prefetch_factor=4 if self.num_workers > 0 else None)

@@ -107,12 +107,14 @@ class ReaderPosition:
 class ShardStream(IterableDataset):
     def __init__(self, shards: list[str] | list[ShardSet], processor: SampleProcessor, limits: BatchLimits,
                  pad_id: int, seed: int = 0, shuffle: bool = True, infinite: bool = True,
-                 resume: ResumePlan | None = None, temperature: float = 1.0):
+                 resume: ResumePlan | None = None, temperature: float = 1.0,
+                 output_types: dict[str, float] | None = None):
         super().__init__()
         self.sets = as_sets(shards)
         self.processor, self.limits, self.pad_id = processor, limits, pad_id
         self.seed, self.shuffle, self.infinite, self.temperature = seed, shuffle, infinite, temperature
         self.resume = resume or ResumePlan()
+        self.output_types = dict(output_types) if output_types else None  # output type -> weight per batch
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
 
     def _plan(self, epoch: int, consumer: int, n_consumers: int) -> list[str]:
@@ -142,21 +144,9 @@ class ShardStream(IterableDataset):
         batcher.restore(state["batcher"], lambda ref: found[ref])
         return ReaderPosition(state["epoch"], state["shard_pos"], state["group_pos"])
 
-    def __iter__(self) -> Iterator[dict]:
-        info = get_worker_info()
-        wid, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        exact = self.resume.exact
-        role = (wid + (exact["next_role"] if exact else 0)) % n_workers
-        consumer, n_consumers = self.rank * n_workers + role, self.world * n_workers
-        n_shards = sum(len(s.shards) for s in self.sets)
-        if n_shards < n_consumers and consumer == 0:
-            log.warning("%d shard(s) for %d readers (%d ranks x %d workers): %s", n_shards, n_consumers,
-                        self.world, n_workers, "shards repeat across readers" if self.infinite else "some readers idle")
-        skips = SkipCounter()
-        batcher = Batcher(self.limits, random.Random(f"{self.seed}:batcher:{consumer}"))
-        pos = ReaderPosition(epoch=self.resume.epoch)
-        if exact and str(role) in exact["states"]:
-            pos = self._restore(exact["states"][str(role)], batcher)
+    def _examples(self, pos: ReaderPosition, consumer: int, n_consumers: int,
+                  skips: SkipCounter) -> Iterator[Example]:
+        """This reader's examples from ``pos`` on, advancing ``pos`` (in place) as groups are read."""
         while True:
             produced = False
             shards = self._plan(pos.epoch, consumer, n_consumers)
@@ -170,23 +160,64 @@ class ShardStream(IterableDataset):
                         skips.skip(e.reason, os.path.basename(shard), raw.key, e.detail)
                         continue
                     produced = True
-                    for batch in batcher.add(ex):
-                        yield self._finish(batch, skips, role, pos, batcher)
-                pos = ReaderPosition(pos.epoch, pos.shard_pos + 1, 0)
+                    yield ex
+                pos.shard_pos, pos.group_pos = pos.shard_pos + 1, 0
             if not self.infinite:
-                for batch in batcher.flush():
-                    yield self._finish(batch, skips, role, pos, batcher)
                 return
-            if not produced and not batcher.pending and not batcher.buffers:
+            if not produced:
                 raise RuntimeError(f"reader {consumer}: a whole pass over its shards gave no usable sample "
                                    f"({skips.summary()})")
-            pos = ReaderPosition(pos.epoch + 1, 0, 0)
+            pos.epoch, pos.shard_pos = pos.epoch + 1, 0
+
+    def output_type_of(self, batch_index: int) -> str | None:
+        """The output type of this rank's ``batch_index``-th batch: the same draw on every rank."""
+        if not self.output_types:
+            return None
+        types = sorted(self.output_types)
+        rng = random.Random(f"{self.seed}:output_type:{batch_index}")
+        return rng.choices(types, weights=[self.output_types[t] for t in types], k=1)[0]
+
+    def __iter__(self) -> Iterator[dict]:
+        info = get_worker_info()
+        wid, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        exact = self.resume.exact
+        role = (wid + (exact["next_role"] if exact else 0)) % n_workers
+        consumer, n_consumers = self.rank * n_workers + role, self.world * n_workers
+        n_shards = sum(len(s.shards) for s in self.sets)
+        if n_shards < n_consumers and consumer == 0:
+            log.warning("%d shard(s) for %d readers (%d ranks x %d workers): %s", n_shards, n_consumers,
+                        self.world, n_workers, "shards repeat across readers" if self.infinite else "some readers idle")
+        skips = SkipCounter()
+        batcher = Batcher(self.limits, random.Random(f"{self.seed}:batcher:{consumer}"))
+        pos, taken = ReaderPosition(epoch=self.resume.epoch), 0
+        if exact and str(role) in exact["states"]:
+            state = exact["states"][str(role)]
+            pos, taken = self._restore(state, batcher), state["batches"]
+        examples = self._examples(pos, consumer, n_consumers, skips)
+        while True:
+            wanted = self.output_type_of(taken * n_workers + role)  # round robin: this rank's batch index
+            start_epoch = pos.epoch
+            while (batch := batcher.take(wanted)) is None:
+                ex = next(examples, None)
+                if ex is None:  # a finite stream has ended
+                    batcher.flush()
+                    batch = batcher.take(wanted) or batcher.take()
+                    if batch is None:
+                        return
+                    break
+                batcher.add(ex)
+                if pos.epoch > start_epoch + 1:
+                    raise RuntimeError(f"output type {wanted!r} was drawn (data.output_types) but a whole pass over "
+                                       "the shards gave no sample of it")
+            taken += 1
+            yield self._finish(batch, skips, role, pos, batcher, taken)
 
     def _finish(self, batch: list[Example], skips: SkipCounter, role: int, pos: ReaderPosition,
-                batcher: Batcher) -> dict:
+                batcher: Batcher, taken: int) -> dict:
         out = collate(batch, self.pad_id)
         out["skips"] = skips.take_unreported()
         out["epoch"] = pos.epoch
         if self.infinite:
-            out["loader_state"] = {"role": role, "state": {**asdict(pos), "batcher": batcher.state()}}
+            out["loader_state"] = {"role": role, "state": {**asdict(pos), "batches": taken,
+                                                           "batcher": batcher.state()}}
         return out

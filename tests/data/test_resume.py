@@ -84,3 +84,29 @@ def test_other_world_size_restarts_epoch_without_finished_shards(shards, tokeniz
     batches = Trainer(1).consume(make_stream(shards, tokenizer, plan), 6)
     first_shards = {k for keys, _, _ in batches for k in keys}
     assert first_shards  # continues
+
+
+def test_output_type_per_batch_is_keyed_by_batch_index(tmp_path, tokenizer):
+    """Two output types: every batch is homogeneous and its type is the seeded draw for its index."""
+    from osum.data.shards import ShardWriter
+    from osum.tasks import Task
+
+    with ShardWriter(tmp_path, max_samples=8) as w:
+        for i in range(24):
+            audio = (0.3 * np.sin(np.arange(8000 + 400 * i) / 16000 * 2 * np.pi * 200)).astype(np.float32)
+            w.write(f"u{i:03d}", audio, 16000, {"txt": "one two", "answer": "three", "labels": dict(LABELS)})
+    tasks = [Task.from_tag("ASR", "<TRANSCRIBE>"), Task.from_tag("chat", "<S2TCHAT>", output_type="s2t_chat")]
+    registry = TaskRegistry(tasks, {"<TRANSCRIBE>": ["Transcribe."], "<S2TCHAT>": ["Answer."]},
+                            TaskRegistry.from_config().rendering)
+    mixture = TaskMixture(registry, {"<TRANSCRIBE>": 1.0, "<S2TCHAT>": 1.0})
+    processor = SampleProcessor(SequenceBuilder(tokenizer), registry, mixture, Filters())
+    weights = {"text": 0.5, "s2t_chat": 0.5}
+    for workers in (0, 2):
+        stream = ShardStream(resolve_shards(str(tmp_path)), processor, BatchLimits(max_samples=3, buffer_size=6),
+                             pad_id=0, seed=5, output_types=weights)
+        loader = DataLoader(stream, batch_size=None, num_workers=workers)
+        batches = list(itertools.islice(loader, 16))
+        assert [b["output_type"] for b in batches] == [stream.output_type_of(i) for i in range(16)]
+        assert {b["output_type"] for b in batches} == {"text", "s2t_chat"}
+        for b in batches:
+            assert {registry.get(t).output_type for t in b["tasks"]} == {b["output_type"]}
