@@ -2,8 +2,9 @@
 
 A checkpoint file is written under a hidden temporary name next to its final name, flushed to disk and
 renamed: a reader sees the previous file or the complete new one, never a torn write. A checkpoint
-directory (FSDP sharded, DeepSpeed) is written by its strategy and counts as complete once the marker
-its writer writes last exists.
+directory (FSDP sharded, DeepSpeed) is written in place by its strategy; it counts as complete when the
+file its writer writes last exists and nothing in the directory is newer (an interrupted overwrite of
+``last.ckpt`` leaves newer shards next to the old marker).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 log = logging.getLogger("osum")
 
 REQUIRED_KEYS = ("state_dict", "global_step", "loops")  # in every Lightning checkpoint, weights-only too
-DIR_MARKERS = (".metadata", "latest")  # torch.distributed.checkpoint (FSDP sharded), DeepSpeed
+DIR_MARKERS = ("meta.pt", "latest")  # written last: Lightning's FSDP sharded checkpoints, DeepSpeed
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -59,10 +60,21 @@ def missing_keys(checkpoint: Any) -> list[str]:
     return [k for k in REQUIRED_KEYS if k not in checkpoint]
 
 
+def directory_problem(path: Path) -> str | None:
+    """Why checkpoint directory ``path`` is incomplete, or None."""
+    markers = [path / m for m in DIR_MARKERS if (path / m).is_file()]
+    if not markers:
+        return f"incomplete directory (none of {DIR_MARKERS})"
+    newest = max(f.stat().st_mtime for f in path.rglob("*") if f.is_file())
+    if markers[0].stat().st_mtime < newest:
+        return f"incomplete directory (files newer than {markers[0].name})"
+    return None
+
+
 def checkpoint_problem(path: Path) -> str | None:
     """Why ``path`` cannot be resumed from, or None. Files are opened memory-mapped (tensors stay on disk)."""
     if path.is_dir():
-        return None if any((path / m).exists() for m in DIR_MARKERS) else f"incomplete directory (no {DIR_MARKERS})"
+        return directory_problem(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
     except Exception as e:  # any failure to read means "not this one"

@@ -60,10 +60,16 @@ def test_auto_takes_the_newest_complete_checkpoint(tmp_path, caplog):
         f.truncate(300)
     write(ckpts / "step0000004.ckpt", 20, state_dict={})  # not a Lightning checkpoint
     (ckpts / "step0000006.ckpt").mkdir()  # a sharded checkpoint directory without its final marker
+    torn = ckpts / "step0000008.ckpt"  # an overwrite in place: shards newer than the old marker
+    torn.mkdir()
+    write(torn / "meta.pt", 10, global_step=8)
+    write(torn / "shard0.distcp", 5)
     with caplog.at_level(logging.WARNING, logger="osum"):
         assert resolve_ckpt("auto", tmp_path) == str(ckpts / "step0000002.ckpt")
     skipped = " ".join(r.getMessage() for r in caplog.records)
-    assert all(name in skipped for name in ("last.ckpt", "step0000004.ckpt", "step0000006.ckpt"))
+    assert all(f"{n}.ckpt" in skipped for n in ("last", "step0000004", "step0000006", "step0000008"))
+    write(torn / "meta.pt", 0, global_step=8)  # the marker written last: complete
+    assert checkpoint_problem(torn) is None
 
 
 @pytest.mark.parametrize("content", [b"not a checkpoint", None])
