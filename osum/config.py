@@ -46,5 +46,7 @@ def validate(cfg: DictConfig) -> None:
                  "needs a frozen encoder (add '^encoder\\.' to model.freeze)")
         _require(not cfg.data.get("spec_augment"), "model.encoder_cache",
                  "cached encoder outputs cannot see SpecAugment: set data.spec_augment=null")
+    _require(cfg.model.get("checkpoint_weights", "trainable") in ("trainable", "full"), "model.checkpoint_weights",
+             f"{cfg.model.get('checkpoint_weights')!r} not trainable|full")
     for key in ("max_tokens", "max_frames", "max_samples", "buffer_size"):
         _require(int(cfg.data.batch[key]) > 0, f"data.batch.{key}", "must be > 0")

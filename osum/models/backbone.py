@@ -111,9 +111,10 @@ class SpeechLLM(nn.Module):
         ce = F.cross_entropy(logits.float(), targets[sel], reduction="none")
         sample_of_token = sel.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
-        correct = (logits.argmax(-1) == targets[sel]).sum()
-        return {"loss_sum": ce.sum(), "n_tokens": sel.sum(), "n_correct": correct,
-                "per_sample_loss": per_sample, "per_sample_tokens": sel.sum(1)}
+        hits = (logits.argmax(-1) == targets[sel]).float()
+        per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
+        return {"loss_sum": ce.sum(), "n_tokens": sel.sum(), "n_correct": hits.sum(),
+                "per_sample_loss": per_sample, "per_sample_tokens": sel.sum(1), "per_sample_correct": per_sample_correct}
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

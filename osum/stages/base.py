@@ -25,6 +25,16 @@ class NonFiniteError(RuntimeError):
     """Too many optimizer steps in a row had a NaN or inf loss or gradient."""
 
 
+def per_task(tasks: list[str], out: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float, float]]:
+    """Summed loss, supervised tokens and correct tokens per task of a batch."""
+    result = {}
+    for tag in sorted(set(tasks)):
+        idx = [i for i, t in enumerate(tasks) if t == tag]
+        result[tag] = (float(out["per_sample_loss"][idx].sum()), float(out["per_sample_tokens"][idx].sum()),
+                       float(out["per_sample_correct"][idx].sum()))
+    return result
+
+
 def task_metric_name(tag: str) -> str:
     """``"<TRANSCRIBE> <GENDER>"`` -> ``"TRANSCRIBE+GENDER"`` (safe in every logger)."""
     return "+".join(re.findall(r"<([^<>]+)>", tag)) or "unknown"
@@ -47,6 +57,7 @@ class StageBase(L.LightningModule):
         self._last_step_time: float | None = None
         self.max_nonfinite_in_row = int((faults or {}).get("max_nonfinite_in_row", 10))
         self._nonfinite_in_row = self._nonfinite_total = 0
+        self._val_sums: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------------ loss over the global batch
     def _global_tokens(self, n_tokens: torch.Tensor) -> torch.Tensor:
@@ -55,27 +66,6 @@ class StageBase(L.LightningModule):
             dist.all_reduce(n)
         return n.clamp(min=1.0)
 
-    def _step(self, batch: Mapping[str, Any], split: str) -> torch.Tensor:
-        out = self.backbone(batch)
-        bs = len(batch["keys"])
-        if split == "train":
-            # DDP averages gradients over ranks: scale so that the result is the mean over all supervised tokens.
-            loss = out["loss_sum"] * self.trainer.world_size / self._global_tokens(out["n_tokens"])
-            # the mean of these over ranks is the global token mean: the same value is logged on every rank
-            self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
-        else:
-            loss = out["loss_sum"] / out["n_tokens"].clamp(min=1)
-            self.log(f"{split}/loss", out["loss_sum"] / out["n_tokens"].clamp(min=1), on_epoch=True,
-                     sync_dist=True, prog_bar=True, batch_size=bs)
-        self.log(f"{split}/token_acc", out["n_correct"].float() / out["n_tokens"].clamp(min=1),
-                 on_step=split == "train", on_epoch=split != "train", sync_dist=split != "train", batch_size=bs)
-        for tag in sorted(set(batch["tasks"])):
-            idx = [i for i, t in enumerate(batch["tasks"]) if t == tag]
-            tokens = out["per_sample_tokens"][idx].sum().clamp(min=1)
-            self.log(f"{split}/loss_{task_metric_name(tag)}", out["per_sample_loss"][idx].sum() / tokens,
-                     on_step=False, on_epoch=True, sync_dist=split != "train", batch_size=len(idx))
-        return loss
-
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         now = time.perf_counter()
         if self._last_step_time is not None:
@@ -83,18 +73,86 @@ class StageBase(L.LightningModule):
                      prog_bar=True, batch_size=len(batch["keys"]))
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
-        loss = self._step(batch, "train")
+        out = self.backbone(batch)
+        bs = len(batch["keys"])
+        # DDP averages gradients over ranks: scale so that the result is the mean over all supervised tokens.
+        loss = out["loss_sum"] * self.trainer.world_size / self._global_tokens(out["n_tokens"])
+        # the mean of these over ranks is the global token mean: the same value is logged on every rank
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
+        self.log("train/token_acc", out["n_correct"].float() / out["n_tokens"].clamp(min=1), batch_size=bs)
+        for tag, (loss_sum, tokens, _) in per_task(batch["tasks"], out).items():  # this rank's batch only
+            self.log(f"train/loss_{task_metric_name(tag)}", loss_sum / max(tokens, 1), batch_size=1)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
         return loss
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._last_step_time = None  # do not count validation time as training throughput
-        return self._step(batch, "val")
+        out = self.backbone(batch)
+        for tag, (loss_sum, tokens, correct) in per_task(batch["tasks"], out).items():
+            acc = self._val_sums.setdefault(tag, [0.0, 0.0, 0.0])
+            acc[0], acc[1], acc[2] = acc[0] + loss_sum, acc[1] + tokens, acc[2] + correct
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sums: dict[str, list[float]] = {}
+
+    def on_validation_epoch_end(self) -> None:
+        """Totals over all ranks, gathered once per validation (ranks may have run different batch counts)."""
+        sums = self._val_sums
+        if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
+            gathered: list = [None] * self.trainer.world_size
+            dist.all_gather_object(gathered, sums)
+            sums = {}
+            for part in gathered:
+                for tag, values in part.items():
+                    acc = sums.setdefault(tag, [0.0, 0.0, 0.0])
+                    for i, v in enumerate(values):
+                        acc[i] += v
+        if not sums:
+            return
+        loss_sum, tokens, correct = (sum(v[i] for v in sums.values()) for i in range(3))
+        self.log("val/loss", loss_sum / max(tokens, 1), prog_bar=True)
+        self.log("val/token_acc", correct / max(tokens, 1))
+        for tag, (t_loss, t_tokens, _) in sums.items():
+            self.log(f"val/loss_{task_metric_name(tag)}", t_loss / max(t_tokens, 1))
 
     def on_train_end(self) -> None:
         log.info("rank %d: %s", self.global_rank, self.skips.summary())
         if self.run_dir:
             self.skips.write(Path(self.run_dir) / f"skipped_samples_rank{self.global_rank}.json")
+
+    # ------------------------------------------------------------------ checkpoints without the frozen base
+    def _base_prefixes(self) -> tuple[str, ...]:
+        """Frozen weights under these names come back from the pretrained folders when the model is rebuilt."""
+        m = self.hparams["model"]
+        return tuple(p for p, part in (("backbone.encoder.", "encoder"), ("backbone.llm.", "llm"))
+                     if m[part].get("path"))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """``model.checkpoint_weights=trainable``: leave out frozen pretrained tensors (a LoRA run of a 7B
+        LLM saves megabytes, not 15 GB) and record which; ``full`` writes every tensor."""
+        if self.hparams["model"].get("checkpoint_weights", "trainable") == "full":
+            return
+        frozen = {f"backbone.{n}" for n, p in self.backbone.named_parameters(remove_duplicate=False)
+                  if not p.requires_grad}  # tied weights appear under every name
+        prefixes = self._base_prefixes()
+        dropped = [k for k in checkpoint["state_dict"] if k in frozen and k.startswith(prefixes)]
+        for k in dropped:
+            del checkpoint["state_dict"][k]
+        m = self.hparams["model"]
+        checkpoint["osum_base_weights"] = {"keys": dropped, "encoder": m["encoder"].get("path"),
+                                           "llm": m["llm"].get("path")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        base = checkpoint.get("osum_base_weights")
+        if not base:
+            return
+        own = self.state_dict()  # the model was just built from the pretrained folders
+        missing = [k for k in base["keys"] if k not in own]
+        if missing:
+            raise KeyError(f"checkpoint refers to base weights the model does not have: {missing[:5]}")
+        checkpoint["state_dict"].update({k: own[k] for k in base["keys"]})
+        log.info("restored %d frozen tensors from the base weights (encoder %s, llm %s)", len(base["keys"]),
+                 base["encoder"], base["llm"])
 
     # ------------------------------------------------------------------ non-finite steps
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
