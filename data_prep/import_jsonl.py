@@ -14,16 +14,14 @@ data_prep/importing.py for the validation and the output.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from data_prep.importing import (
     ImportItem,
     Reject,
-    add_import_arguments,
-    import_from_args,
     keyed_source,
     read_jsonl,
+    run_cli,
 )
 
 SOURCE_FIELDS = ("key", "audio", "start", "end")
@@ -46,13 +44,7 @@ def manifest_items(manifest: str | Path) -> tuple[list[ImportItem], list[Reject]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.import_jsonl", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("manifest", help="JSONL manifest, one sample per line")
-    add_import_arguments(parser)
-    args = parser.parse_args(argv)
-    items, rejects = manifest_items(args.manifest)
-    import_from_args(items, rejects, args)
+    run_cli("data_prep.import_jsonl", __doc__, "JSONL manifest, one sample per line", manifest_items, argv)
 
 
 if __name__ == "__main__":

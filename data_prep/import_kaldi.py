@@ -19,13 +19,17 @@ files that name no utterance are ignored with a warning. See data_prep/importing
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-from data_prep.importing import AudioSource, ImportItem, Reject, add_import_arguments, import_from_args
+from data_prep.importing import (
+    AudioSource,
+    ImportItem,
+    Reject,
+    run_cli,
+)
 
 LABEL_FILES = {"gender": "utt2gender", "emotion": "utt2emotion", "age": "utt2age", "style": "utt2style",
                "events": "utt2events"}
@@ -127,13 +131,7 @@ def kaldi_items(data_dir: str | Path) -> tuple[list[ImportItem], list[Reject]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.import_kaldi", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data_dir", help="Kaldi data directory (wav.scp, text, ...)")
-    add_import_arguments(parser)
-    args = parser.parse_args(argv)
-    items, rejects = kaldi_items(args.data_dir)
-    import_from_args(items, rejects, args)
+    run_cli("data_prep.import_kaldi", __doc__, "Kaldi data directory (wav.scp, text, ...)", kaldi_items, argv)
 
 
 if __name__ == "__main__":

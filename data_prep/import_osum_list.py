@@ -15,17 +15,15 @@ the list's folder. See data_prep/importing.py for the validation and the output.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 from data_prep.importing import (
     ImportItem,
     Reject,
-    add_import_arguments,
-    import_from_args,
     keyed_source,
     read_jsonl,
+    run_cli,
 )
 from osum.tasks.registry import LABEL_FIELDS
 
@@ -78,13 +76,7 @@ def raw_list_items(raw_list: str | Path) -> tuple[list[ImportItem], list[Reject]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.import_osum_list", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("raw_list", help="original OSUM raw list (JSONL)")
-    add_import_arguments(parser)
-    args = parser.parse_args(argv)
-    items, rejects = raw_list_items(args.raw_list)
-    import_from_args(items, rejects, args)
+    run_cli("data_prep.import_osum_list", __doc__, "original OSUM raw list (JSONL)", raw_list_items, argv)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import os
 import re
 import subprocess
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,6 +433,18 @@ def _write_json_atomically(path: Path, content: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- command line
+def run_cli(module: str, doc: str | None, source_help: str,
+            read: Callable[[str], tuple[list[ImportItem], list[Reject]]], argv: list[str] | None = None) -> ImportReport:
+    """The whole command line of an importer: its one input argument, the shared options, the import."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help=source_help)
+    add_import_arguments(parser)
+    args = parser.parse_args(argv)
+    items, rejects = read(args.source)
+    return import_from_args(items, rejects, args)
+
+
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every importer shares."""
     parser.add_argument("--out", required=True, help="output shard directory (owned by the import)")

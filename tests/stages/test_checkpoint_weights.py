@@ -49,7 +49,7 @@ def save(stage, path):
 def test_trainable_checkpoint_leaves_out_frozen_base_and_reloads_equal(folders, tokenizer_dir, tmp_path):
     stage = stage_for(folders, tokenizer_dir, "trainable")
     with torch.no_grad():
-        for name, p in stage.named_parameters():
+        for p in stage.parameters():
             if p.requires_grad:
                 p.add_(0.01 * torch.randn_like(p))  # "trained"
     ckpt = save(stage, tmp_path / "small.ckpt")
