@@ -130,15 +130,14 @@ class ShardStream(IterableDataset):
         return ex
 
     def _restore(self, state: dict, batcher: Batcher) -> ReaderPosition:
-        refs = batcher.references(state["batcher"])
-        by_shard: dict[str, dict[int, int]] = {}
-        for epoch, shard, index in refs:
-            by_shard.setdefault(shard, {})[index] = epoch
+        by_shard: dict[str, dict[int, set[int]]] = {}  # shard -> group index -> stream epochs (small data repeats)
+        for epoch, shard, index in batcher.references(state["batcher"]):
+            by_shard.setdefault(shard, {}).setdefault(index, set()).add(epoch)
         found: dict[tuple, Example] = {}
         for shard, wanted in by_shard.items():
             for raw in read_shard(shard, SkipCounter(), start=min(wanted)):
-                if raw.index in wanted:
-                    found[(wanted[raw.index], shard, raw.index)] = self._example(raw, wanted[raw.index])
+                for epoch in wanted.get(raw.index, ()):
+                    found[(epoch, shard, raw.index)] = self._example(raw, epoch)
                 if raw.index >= max(wanted):
                     break
         batcher.restore(state["batcher"], lambda ref: found[ref])
@@ -196,7 +195,7 @@ class ShardStream(IterableDataset):
         examples = self._examples(pos, consumer, n_consumers, skips)
         while True:
             wanted = self.output_type_of(taken * n_workers + role)  # round robin: this rank's batch index
-            start_epoch = pos.epoch
+            start_epoch, seen_wanted = pos.epoch, False
             while (batch := batcher.take(wanted)) is None:
                 ex = next(examples, None)
                 if ex is None:  # a finite stream has ended
@@ -206,7 +205,8 @@ class ShardStream(IterableDataset):
                         return
                     break
                 batcher.add(ex)
-                if pos.epoch > start_epoch + 1:
+                seen_wanted = seen_wanted or ex.output_type == wanted
+                if wanted is not None and not seen_wanted and pos.epoch > start_epoch + 1:
                     raise RuntimeError(f"output type {wanted!r} was drawn (data.output_types) but a whole pass over "
                                        "the shards gave no sample of it")
             taken += 1

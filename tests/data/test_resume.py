@@ -110,3 +110,17 @@ def test_output_type_per_batch_is_keyed_by_batch_index(tmp_path, tokenizer):
         assert {b["output_type"] for b in batches} == {"text", "s2t_chat"}
         for b in batches:
             assert {registry.get(t).output_type for t in b["tasks"]} == {b["output_type"]}
+
+
+def test_resume_when_the_buffer_spans_several_epochs(shards, tokenizer):
+    """A sort buffer larger than the data holds the same samples from several stream epochs."""
+    def stream(plan=None):
+        s = make_stream(shards, tokenizer, plan)
+        s.limits = BatchLimits(max_tokens=10_000, max_frames=100_000, max_samples=3, buffer_size=70)
+        return s
+
+    reference = Trainer(1).consume(stream(), 30)
+    first = Trainer(1)
+    got = first.consume(stream(), 12)
+    got += Trainer(1).consume(stream(resume_plan(first.saved(), 0, 1, 1, shards, 3, True)), 18)
+    assert got == reference
