@@ -47,7 +47,7 @@ corpus: setup
 
 demo: corpus
 	$(PY) -m osum.train +recipe=mini
-	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test
+	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
 
 test: system venv assets
 	$(PY) -m pytest -x -q tests
