@@ -3,14 +3,18 @@
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
 LLM compute), and the same for mel frames. Examples wait in a sort buffer per output type; when the
 buffer is full it is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
-group sorted by LLM length) and cut into batches, so that batches hold samples of similar length in
-both and padding stays small. LLM length and audio length are only loosely related (prompts and
-targets vary by task), which is why one sort key is not enough. The batcher's whole state (waiting examples, batches cut but not yet
-handed out, its RNG) can be described by sample references, so a resumed stream rebuilds it exactly.
+group sorted by LLM length) and cut into batches. The frame buckets have fixed bounds, read from the
+shard index at start (equal-count duration quantiles of the training set), or, without an index, split
+each buffer into groups of equal count. Batches then hold samples of similar length in both, and
+padding stays small. LLM length and audio length are only loosely related (prompts and targets vary
+by task), which is why one sort key is not enough. The batcher's whole state (waiting examples,
+batches cut but not yet handed out, its RNG) can be described by sample references, so a resumed
+stream rebuilds it exactly.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,12 @@ class BatchLimits:
     max_samples: int = 64
     buffer_size: int = 256  # examples sorted together per output type
     frame_groups: int = 2  # buckets by mel frames inside a buffer, each then sorted by LLM length
+    buckets: str = "index"  # frame bucket bounds: "index" (from index.json, when every shard has one) or "buffer"
+    frame_bounds: tuple[int, ...] = ()  # inner bounds in mel frames, set at start from the index
+
+    def __post_init__(self):
+        if self.buckets not in ("index", "buffer"):
+            raise ValueError(f"data.batch.buckets must be 'index' or 'buffer', got {self.buckets!r}")
 
 
 def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
@@ -39,13 +49,23 @@ def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
     return longest * n <= limits.max_tokens and frames * n <= limits.max_frames
 
 
-def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
+def frame_buckets(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
+    """Groups of examples of similar audio length: by the fixed bounds, else equal-count groups."""
     by_frames = sorted(examples, key=lambda e: (e.frames, e.length, e.key))
-    size = -(-len(by_frames) // max(limits.frame_groups, 1))
+    if limits.frame_bounds:
+        groups: list[list[Example]] = [[] for _ in range(len(limits.frame_bounds) + 1)]
+        for ex in by_frames:
+            groups[bisect.bisect_right(limits.frame_bounds, ex.frames)].append(ex)
+        return [g for g in groups if g]
+    size = max(-(-len(by_frames) // max(limits.frame_groups, 1)), 1)
+    return [by_frames[start : start + size] for start in range(0, len(by_frames), size)]
+
+
+def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
     batches: list[list[Example]] = []
-    for start in range(0, len(by_frames), max(size, 1)):
+    for group in frame_buckets(examples, limits):
         current: list[Example] = []
-        for ex in sorted(by_frames[start : start + size], key=lambda e: (e.length, e.frames, e.key)):
+        for ex in sorted(group, key=lambda e: (e.length, e.frames, e.key)):
             if current and not batch_fits(current, ex, limits):
                 batches.append(current)
                 current = []

@@ -10,6 +10,8 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from osum.data.batching import BatchLimits
+from osum.data.features import FRAMES_PER_SECOND
+from osum.data.index import duration_bounds, entries_for
 from osum.data.mixture import TaskMixture
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
@@ -55,6 +57,19 @@ class SpeechDataModule(L.LightningDataModule):
         self.valid_shards = resolve_shards(valid) if valid else []
         if self.train_sets:
             log.info("%s", self.describe_mixture())
+            self._bucket_bounds_from_index()
+
+    def _bucket_bounds_from_index(self) -> None:
+        """Fixed frame-bucket bounds from the training shards' index (``data.batch.buckets: index``)."""
+        if self.limits.buckets != "index" or self.limits.frame_groups < 2:
+            return
+        entries = entries_for(shard for s in self.train_sets for shard in s.shards)
+        if entries is None:
+            log.info("length buckets: no index.json for every training shard; buckets split each sort buffer")
+            return
+        bounds = duration_bounds(entries, self.limits.frame_groups)
+        self.limits.frame_bounds = tuple(int(b * FRAMES_PER_SECOND) for b in bounds)
+        log.info("length buckets from the index: bounds %s s", ", ".join(f"{b:g}" for b in bounds) or "none")
 
     def describe_mixture(self) -> str:
         """Effective share of each shard set and task (before per-sample availability of fields)."""

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 N_FFT, HOP = 400, 160
+FRAMES_PER_SECOND = 16000 // HOP  # mel frames per second of 16 kHz audio
 
 
 @lru_cache(maxsize=4)

@@ -236,24 +236,55 @@ def _rounded_seconds_by(seconds_by: dict[str, Any]) -> dict[str, Any]:
             "labels": {kind: rounded(seconds) for kind, seconds in sorted(seconds_by["labels"].items())}}
 
 
-def _hist_percentiles(hist: dict[str, Any], percents: Iterable[int]) -> dict[int, str]:
+def hist_quantile(hist: dict[str, Any], q: float) -> float | None:
+    """Duration (s) below which a fraction ``q`` of the samples lie, interpolated inside histogram bins;
+    ``None`` for an empty histogram, ``inf`` when it falls in the open last bin."""
     counts, edges = hist["counts"], hist["edges"]
     n_all = sum(counts)
     if n_all == 0:
-        return {}
+        return None
+    target, below = q * n_all, 0
+    for i, n in enumerate(counts):
+        if n and below + n >= target:
+            if edges[i + 1] is None:
+                return float("inf")
+            return edges[i] + (edges[i + 1] - edges[i]) * (target - below) / n
+        below += n
+    return None
+
+
+def entries_for(shards: Iterable[str]) -> list[dict[str, Any]] | None:
+    """The index entries of ``shards`` (from the ``index.json`` next to each), or ``None`` when any
+    shard has no index entry (remote shards, a plain directory of tars)."""
+    by_dir: dict[Path, dict[str, dict[str, Any]]] = {}
+    entries = []
+    for shard in shards:
+        path = Path(shard)
+        if path.parent not in by_dir:
+            file = path.parent / INDEX_NAME
+            by_dir[path.parent] = {e["path"]: e for e in read_index(file)["shards"]} if file.is_file() else {}
+        entry = by_dir[path.parent].get(path.name)
+        if entry is None:
+            return None
+        entries.append(entry)
+    return entries
+
+
+def duration_bounds(entries: list[dict[str, Any]], groups: int) -> list[float]:
+    """Inner bucket bounds (s) that split the samples of index ``entries`` into ``groups`` equal-count
+    length buckets, from their duration histograms (no audio is read)."""
+    total = _total(entries)
+    bounds = [hist_quantile(total["duration_hist"], k / groups) for k in range(1, groups)]
+    return sorted({round(b, 3) for b in bounds if b is not None and b != float("inf")})
+
+
+def _hist_percentiles(hist: dict[str, Any], percents: Iterable[int]) -> dict[int, str]:
     result = {}
     for p in percents:
-        target = p / 100.0 * n_all
-        below = 0
-        for i, n in enumerate(counts):
-            if n and below + n >= target:
-                if edges[i + 1] is None:
-                    result[p] = f">{edges[i]:g} s"
-                else:
-                    value = edges[i] + (edges[i + 1] - edges[i]) * (target - below) / n
-                    result[p] = f"{value:.1f} s"
-                break
-            below += n
+        value = hist_quantile(hist, p / 100.0)
+        if value is not None:
+            last_edge = hist["edges"][-2]
+            result[p] = f">{last_edge:g} s" if value == float("inf") else f"{value:.1f} s"
     return result
 
 

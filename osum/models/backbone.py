@@ -33,6 +33,10 @@ class SpeechLLM(nn.Module):
         hidden = base_model(llm).config.hidden_size
         self.speech_embed = nn.Embedding(speech_token_num + 2, hidden)  # codes, boundary, input BOS/EOS
         self.speech_head = nn.Linear(hidden, speech_token_num)
+        std = getattr(base_model(llm).config, "initializer_range", 0.02)  # the scale of the LLM's own embeddings
+        nn.init.normal_(self.speech_embed.weight, std=std)
+        nn.init.normal_(self.speech_head.weight, std=std)
+        nn.init.zeros_(self.speech_head.bias)
         self.use_encoder_cache = encoder_cache
         self._encoder_cache: dict[str, torch.Tensor] = {}
 

@@ -1,0 +1,64 @@
+"""Length buckets: bounds from the shard index, grouping by those bounds, the buffer fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from osum.data.batching import BatchLimits, cut_batches, frame_buckets
+from osum.data.index import build_index, duration_bounds, entries_for, new_shard_stats, write_index
+from osum.data.processing import Example
+
+
+def example(key: str, frames: int, length: int) -> Example:
+    return Example(key, "s.tar", "<TRANSCRIBE>", "text", [1] * length, [1] * length, torch.zeros(frames, 80),
+                   frames / 100)
+
+
+def index_with(durations_per_shard: list[list[float]]) -> dict:
+    stats = []
+    for i, durations in enumerate(durations_per_shard):
+        s = new_shard_stats(f"shard-{i:06d}.tar")
+        s["samples"], s["seconds"], s["durations"] = len(durations), sum(durations), list(durations)
+        stats.append(s)
+    return build_index(stats)
+
+
+def test_bounds_split_the_index_into_equal_count_buckets():
+    index = index_with([[1.5] * 30, [1.5] * 20 + [12.0] * 50])  # 50 in [1, 2) s, 50 in [10, 15) s
+    assert duration_bounds(index["shards"], 2) == [2.0]  # the median falls at the top of the [1, 2) bin
+    four = duration_bounds(index["shards"], 4)
+    assert four[0] == pytest.approx(1.5) and four[1] == pytest.approx(2.0) and four[2] == pytest.approx(12.5)
+
+
+def test_entries_for_needs_an_index_entry_for_every_shard(tmp_path: Path):
+    write_index(tmp_path, index_with([[1.0], [2.0]]))
+    for name in ("shard-000000.tar", "shard-000001.tar", "stray.tar"):
+        (tmp_path / name).write_bytes(b"")
+    entries = entries_for([str(tmp_path / "shard-000001.tar")])
+    assert entries is not None and [e["path"] for e in entries] == ["shard-000001.tar"]
+    assert entries_for([str(tmp_path / "shard-000000.tar"), str(tmp_path / "stray.tar")]) is None
+
+
+def test_fixed_bounds_group_by_frames_then_batches_sort_by_llm_length():
+    examples = [example(f"a{i}", 150, 40 + i) for i in range(6)] + [example(f"b{i}", 1200, 20) for i in range(6)]
+    limits = BatchLimits(max_tokens=10_000, max_frames=100_000, max_samples=4, frame_bounds=(200,))
+    groups = frame_buckets(examples, limits)
+    assert [sorted(e.key[0] for e in g) for g in groups] == [["a"] * 6, ["b"] * 6]
+    for batch in cut_batches(examples, limits):
+        assert len({e.key[0] for e in batch}) == 1  # short and long audio never share a batch
+        assert len(batch) <= 4
+
+
+def test_without_bounds_each_buffer_splits_into_equal_groups():
+    examples = [example(f"u{i}", 100 + 10 * i, 30) for i in range(9)]
+    groups = frame_buckets(examples, BatchLimits(frame_groups=3, buckets="buffer"))
+    assert [len(g) for g in groups] == [3, 3, 3]
+    assert [e.frames for e in groups[0]] == [100, 110, 120]
+
+
+def test_unknown_bucket_mode_names_the_key():
+    with pytest.raises(ValueError, match="data.batch.buckets"):
+        BatchLimits(buckets="sorted")
