@@ -1,7 +1,11 @@
-"""Dynamic batches under a token budget, bucketed by length, homogeneous in output type.
+"""Dynamic batches under a token budget, bucketed by length, homogeneous in batch group.
+
+A batch group is the output type, or a task group that ``data.task_groups`` names (such as the X-only
+tag tasks, whose one-token targets would otherwise be a sliver of the tokens of every batch they share
+with transcripts).
 
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
-LLM compute), and the same for mel frames. Examples wait in a sort buffer per output type; when the
+LLM compute), and the same for mel frames. Examples wait in a sort buffer per batch group; when the
 buffer is full it is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
 group sorted by LLM length) and cut into batches. The frame buckets have fixed bounds, read from the
 shard index at start (equal-count duration quantiles of the training set), or, without an index, split
@@ -76,7 +80,7 @@ def cut_batches(examples: list[Example], limits: BatchLimits) -> list[list[Examp
 
 
 class Batcher:
-    """Collects examples per output type; cut batches wait in ``pending`` until they are taken."""
+    """Collects examples per batch group; cut batches wait in ``pending`` until they are taken."""
 
     def __init__(self, limits: BatchLimits, rng: random.Random):
         self.limits, self.rng = limits, rng
@@ -84,24 +88,24 @@ class Batcher:
         self.pending: list[list[Example]] = []  # cut and shuffled, in the order they were cut
 
     def add(self, ex: Example) -> None:
-        buf = self.buffers.setdefault(ex.output_type, [])
+        buf = self.buffers.setdefault(ex.group, [])
         buf.append(ex)
         if len(buf) >= self.limits.buffer_size:
-            self._cut(ex.output_type)
+            self._cut(ex.group)
 
     def flush(self) -> None:
-        for output_type in sorted(self.buffers):
-            self._cut(output_type)
+        for group in sorted(self.buffers):
+            self._cut(group)
 
-    def take(self, output_type: str | None = None) -> list[Example] | None:
-        """The oldest pending batch (of ``output_type`` if given), or ``None``."""
+    def take(self, group: str | None = None) -> list[Example] | None:
+        """The oldest pending batch (of batch group ``group`` if given), or ``None``."""
         for i, batch in enumerate(self.pending):
-            if output_type is None or batch[0].output_type == output_type:
+            if group is None or batch[0].group == group:
                 return self.pending.pop(i)
         return None
 
-    def _cut(self, output_type: str) -> None:
-        batches = cut_batches(self.buffers.pop(output_type, []), self.limits)
+    def _cut(self, group: str) -> None:
+        batches = cut_batches(self.buffers.pop(group, []), self.limits)
         self.rng.shuffle(batches)
         self.pending += batches
 

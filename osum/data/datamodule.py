@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from osum.data.batching import BatchLimits
 from osum.data.features import FRAMES_PER_SECOND
 from osum.data.index import duration_bounds, entries_for
-from osum.data.mixture import TaskMixture
+from osum.data.mixture import TaskMixture, group_of_task
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
 from osum.data.sources import parse_sets, shares
@@ -39,7 +39,8 @@ class SpeechDataModule(L.LightningDataModule):
                  template: Mapping[str, Any], rendering: Mapping[str, Any], filters: Mapping[str, Any],
                  batch: Mapping[str, Any], spec_augment: Mapping[str, Any] | None = None, n_mels: int = 80,
                  num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None,
-                 temperature: float = 1.0, output_types: Mapping[str, float] | None = None):
+                 temperature: float = 1.0, task_groups: Mapping[str, Any] | None = None,
+                 batch_groups: Mapping[str, float] | None = None):
         super().__init__()
         self.train_spec, self.valid_spec = train, valid
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
@@ -50,7 +51,13 @@ class SpeechDataModule(L.LightningDataModule):
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
         self.temperature = temperature
-        self.output_types = dict(output_types) if output_types else None
+        self.task_groups = group_of_task(self.registry, task_groups or {})
+        self.batch_groups = dict(batch_groups) if batch_groups else None
+        known = {t.output_type for t in self.mixture.tasks} | set(self.task_groups.values())
+        unknown = sorted(set(self.batch_groups or {}) - known)
+        if unknown:
+            raise ValueError(f"data.batch_groups: {unknown} are neither output types of data.tasks nor "
+                             f"groups of data.task_groups (known: {sorted(known)})")
         self.saved_stream: list[dict] | None = None
         self.train_sets = parse_sets(train) if train else []
         self.set_mixtures = {s.name: TaskMixture(self.registry, s.tasks) for s in self.train_sets if s.tasks}
@@ -86,7 +93,8 @@ class SpeechDataModule(L.LightningDataModule):
         shard_mixtures = {shard: self.set_mixtures[s.name] for s in self.train_sets if s.name in self.set_mixtures
                           for shard in s.shards} if train else {}
         return SampleProcessor(self.builder, self.registry, self.mixture if train else self.valid_mixture,
-                               self.filters, self.n_mels, self.spec_augment if train else None, shard_mixtures)
+                               self.filters, self.n_mels, self.spec_augment if train else None, shard_mixtures,
+                               self.task_groups)
 
     def resume_from(self, saved: list[dict]) -> None:
         """The data-stream state of a checkpoint (see osum.data.resume); used by the next train loader."""
@@ -101,7 +109,7 @@ class SpeechDataModule(L.LightningDataModule):
             (log.info if plan.exact else log.warning)("%s", plan.note)
         stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
                              seed=self.seed, shuffle=train, infinite=train, resume=plan, temperature=self.temperature,
-                             output_types=self.output_types if train else None)
+                             group_weights=self.batch_groups if train else None)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=train and self.num_workers > 0,
                           prefetch_factor=4 if self.num_workers > 0 else None)

@@ -24,14 +24,20 @@ _WINDOW = torch.hann_window(N_FFT)
 
 
 def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
-    """Whisper's log-mel of 16 kHz audio without padding to 30 s: (frames, n_mels), frames = len // 160."""
+    """Whisper's log-mel of 16 kHz audio without padding to 30 s: (frames, n_mels), frames = len // 160.
+
+    The same numbers as ``torch.stft`` (centred, reflect padding, last frame dropped) followed by
+    Whisper's filterbank and clamping, computed frame-major: one real FFT over the framed signal and
+    the filterbank applied on the right, so that no transposes or complex reductions are needed.
+    """
     x = torch.as_tensor(audio, dtype=torch.float32)
-    stft = torch.stft(x, N_FFT, HOP, window=_WINDOW, return_complex=True)[:, :-1]
-    spec = torch.view_as_real(stft).pow(2).sum(-1)  # power without a square root
-    mel = mel_filters(n_mels).T @ spec
-    logm = torch.clamp(mel, min=1e-10).log10()
+    padded = torch.nn.functional.pad(x[None, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[0, 0]
+    frames = padded.unfold(0, N_FFT, HOP)[:-1] * _WINDOW
+    spec = torch.fft.rfft(frames)
+    power = spec.real.square() + spec.imag.square()
+    logm = (power @ mel_filters(n_mels)).clamp_(min=1e-10).log10_()
     logm = torch.maximum(logm, logm.max() - 8.0)
-    return ((logm + 4.0) / 4.0).T.contiguous()
+    return logm.add_(4.0).div_(4.0)
 
 
 def spec_augment(feats: torch.Tensor, rng: random.Random, num_time_masks: int = 2, max_time: int = 50,

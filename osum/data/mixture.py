@@ -1,9 +1,10 @@
-"""Which task a sample serves: weighted choice among the tasks of the mixture that it can serve."""
+"""Which task a sample serves (weighted choice among the tasks of the mixture that it can serve), and
+which batch group a task belongs to."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from osum.data.skips import BadSample
 from osum.tasks import Task, TaskRegistry, UnknownTaskError
@@ -44,3 +45,21 @@ class TaskMixture:
             raise BadSample("no_servable_task", "missing fields for every task of the mixture")
         tasks, weights = zip(*options)
         return rng.choices(tasks, weights=weights, k=1)[0]
+
+
+def group_of_task(registry: TaskRegistry, task_groups: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """``data.task_groups`` (group name -> task tags) -> task tag -> group, checked: known tags, one
+    group per task, one output type per group (a batch has one output type)."""
+    result: dict[str, str] = {}
+    for group, tags in task_groups.items():
+        try:
+            tasks = [registry.get(str(tag)) for tag in tags]
+        except UnknownTaskError as e:
+            raise ValueError(f"data.task_groups.{group}: {e}") from None
+        if len({t.output_type for t in tasks}) > 1:
+            raise ValueError(f"data.task_groups.{group}: its tasks have different output types")
+        for task in tasks:
+            if task.tag in result:
+                raise ValueError(f"data.task_groups: {task.tag!r} is in both {result[task.tag]!r} and {group!r}")
+            result[task.tag] = str(group)
+    return result

@@ -36,6 +36,7 @@ class Example:
     seconds: float
     meta: dict = field(default_factory=dict)
     ref: tuple[int, str, int] = (0, "", 0)  # (stream epoch, shard, group index): how to find it again on resume
+    group: str = ""  # batch group: batches never mix groups (the output type, or a task group of data.task_groups)
 
     @property
     def length(self) -> int:
@@ -51,10 +52,11 @@ class SampleProcessor:
 
     def __init__(self, builder: SequenceBuilder, registry: TaskRegistry, mixture: TaskMixture,
                  filters: Filters, n_mels: int = 80, spec_aug: dict | None = None,
-                 shard_mixtures: dict[str, TaskMixture] | None = None):
+                 shard_mixtures: dict[str, TaskMixture] | None = None, task_groups: dict[str, str] | None = None):
         self.builder, self.registry, self.mixture = builder, registry, mixture
         self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
         self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
+        self.task_groups = task_groups or {}  # task tag -> batch group; other tasks group by output type
 
     def __call__(self, raw: RawSample, rng: random.Random) -> Example:
         meta = raw.meta
@@ -93,4 +95,5 @@ class SampleProcessor:
         if self.spec_aug:
             mel = spec_augment(mel, rng, **self.spec_aug)
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
-                       input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta)
+                       input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
+                       group=self.task_groups.get(task.tag, task.output_type))

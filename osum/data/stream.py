@@ -108,13 +108,13 @@ class ShardStream(IterableDataset):
     def __init__(self, shards: list[str] | list[ShardSet], processor: SampleProcessor, limits: BatchLimits,
                  pad_id: int, seed: int = 0, shuffle: bool = True, infinite: bool = True,
                  resume: ResumePlan | None = None, temperature: float = 1.0,
-                 output_types: dict[str, float] | None = None):
+                 group_weights: dict[str, float] | None = None):
         super().__init__()
         self.sets = as_sets(shards)
         self.processor, self.limits, self.pad_id = processor, limits, pad_id
         self.seed, self.shuffle, self.infinite, self.temperature = seed, shuffle, infinite, temperature
         self.resume = resume or ResumePlan()
-        self.output_types = dict(output_types) if output_types else None  # output type -> weight per batch
+        self.group_weights = dict(group_weights) if group_weights else None  # batch group -> weight per batch
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
 
     def _plan(self, epoch: int, consumer: int, n_consumers: int) -> list[str]:
@@ -168,13 +168,14 @@ class ShardStream(IterableDataset):
                                    f"({skips.summary()})")
             pos.epoch, pos.shard_pos = pos.epoch + 1, 0
 
-    def output_type_of(self, batch_index: int) -> str | None:
-        """The output type of this rank's ``batch_index``-th batch: the same draw on every rank."""
-        if not self.output_types:
+    def group_of(self, batch_index: int) -> str | None:
+        """The batch group (output type or task group) of this rank's ``batch_index``-th batch: the same
+        draw on every rank, so that no rank runs a part of the network that another skips."""
+        if not self.group_weights:
             return None
-        types = sorted(self.output_types)
+        groups = sorted(self.group_weights)
         rng = random.Random(f"{self.seed}:output_type:{batch_index}")
-        return rng.choices(types, weights=[self.output_types[t] for t in types], k=1)[0]
+        return rng.choices(groups, weights=[self.group_weights[g] for g in groups], k=1)[0]
 
     def __iter__(self) -> Iterator[dict]:
         info = get_worker_info()
@@ -194,7 +195,7 @@ class ShardStream(IterableDataset):
             pos, taken = self._restore(state, batcher), state["batches"]
         examples = self._examples(pos, consumer, n_consumers, skips)
         while True:
-            wanted = self.output_type_of(taken * n_workers + role)  # round robin: this rank's batch index
+            wanted = self.group_of(taken * n_workers + role)  # round robin: this rank's batch index
             start_epoch, seen_wanted = pos.epoch, False
             while (batch := batcher.take(wanted)) is None:
                 ex = next(examples, None)
@@ -205,9 +206,9 @@ class ShardStream(IterableDataset):
                         return
                     break
                 batcher.add(ex)
-                seen_wanted = seen_wanted or ex.output_type == wanted
+                seen_wanted = seen_wanted or ex.group == wanted
                 if wanted is not None and not seen_wanted and pos.epoch > start_epoch + 1:
-                    raise RuntimeError(f"output type {wanted!r} was drawn (data.output_types) but a whole pass over "
+                    raise RuntimeError(f"batch group {wanted!r} was drawn (data.batch_groups) but a whole pass over "
                                        "the shards gave no sample of it")
             taken += 1
             yield self._finish(batch, skips, role, pos, batcher, taken)

@@ -103,10 +103,10 @@ def test_output_type_per_batch_is_keyed_by_batch_index(tmp_path, tokenizer):
     weights = {"text": 0.5, "s2t_chat": 0.5}
     for workers in (0, 2):
         stream = ShardStream(resolve_shards(str(tmp_path)), processor, BatchLimits(max_samples=3, buffer_size=6),
-                             pad_id=0, seed=5, output_types=weights)
+                             pad_id=0, seed=5, group_weights=weights)
         loader = DataLoader(stream, batch_size=None, num_workers=workers)
         batches = list(itertools.islice(loader, 16))
-        assert [b["output_type"] for b in batches] == [stream.output_type_of(i) for i in range(16)]
+        assert [b["output_type"] for b in batches] == [stream.group_of(i) for i in range(16)]
         assert {b["output_type"] for b in batches} == {"text", "s2t_chat"}
         for b in batches:
             assert {registry.get(t).output_type for t in b["tasks"]} == {b["output_type"]}
@@ -124,3 +124,28 @@ def test_resume_when_the_buffer_spans_several_epochs(shards, tokenizer):
     got = first.consume(stream(), 12)
     got += Trainer(1).consume(stream(resume_plan(first.saved(), 0, 1, 1, shards, 3, True)), 18)
     assert got == reference
+
+
+def test_task_groups_keep_tag_tasks_in_their_own_batches(tmp_path, tokenizer):
+    """X-only tasks grouped as `tags`: no batch mixes them with transcripts; the draw picks groups."""
+    from osum.data.mixture import group_of_task
+    from osum.data.shards import ShardWriter
+
+    with ShardWriter(tmp_path, max_samples=8) as w:
+        for i in range(24):
+            audio = (0.3 * np.sin(np.arange(8000 + 400 * i) / 16000 * 2 * np.pi * 200)).astype(np.float32)
+            w.write(f"u{i:03d}", audio, 16000, {"txt": "one two", "labels": dict(LABELS)})
+    registry = TaskRegistry.from_config()
+    groups = group_of_task(registry, {"tags": ["<GENDER>", "<AGE>"]})
+    mixture = TaskMixture(registry, {"<TRANSCRIBE>": 1.0, "<GENDER>": 1.0, "<AGE>": 1.0})
+    processor = SampleProcessor(SequenceBuilder(tokenizer), registry, mixture, Filters(), task_groups=groups)
+    stream = ShardStream(resolve_shards(str(tmp_path)), processor, BatchLimits(max_samples=3, buffer_size=6),
+                         pad_id=0, seed=3, group_weights={"text": 0.5, "tags": 0.5})
+    batches = list(itertools.islice(iter(stream), 12))
+    kinds = [{"tags" if t in groups else "text" for t in b["tasks"]} for b in batches]
+    assert all(len(k) == 1 for k in kinds)
+    assert [k.pop() for k in kinds] == [stream.group_of(i) for i in range(12)]
+    with pytest.raises(ValueError, match="in both"):
+        group_of_task(registry, {"a": ["<GENDER>"], "b": ["<GENDER>"]})
+    with pytest.raises(ValueError, match="task_groups.a"):
+        group_of_task(registry, {"a": ["<NOPE>"]})
