@@ -34,6 +34,7 @@ def test_two_nodes_one_task_each(start_training, finish, tmp_path):
     losses = [re.search(r"rank (\d) finished at step 3: .*'train/loss': ([0-9.]+)", out).groups() for _, out in outs]
     assert [rank for rank, _ in losses] == ["0", "1"]
     assert losses[0][1] == losses[1][1]
+    print(f"2 simulated nodes (gloo): loss at step 3 on rank 0 {losses[0][1]}, rank 1 {losses[1][1]}")
     run_dir = tmp_path / "exp" / "mini"
     assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
 
