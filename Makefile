@@ -50,7 +50,7 @@ demo: corpus
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
 
 test: system venv assets
-	$(PY) -m pytest -x -q tests
+	$(PY) -m pytest -x --durations=8 tests
 
 lint: venv
 	$(VENV)/bin/ruff check osum data_prep tests bench

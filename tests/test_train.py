@@ -34,6 +34,7 @@ def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert losses and all(loss == loss and loss > 0 for loss in losses)
     assert any(r.get("val/loss") for r in rows)
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))  # TensorBoard next to the CSV by default
     skipped = json.loads((run_dir / "skipped_samples_rank0.json").read_text())
     assert skipped["total"] == 0
 
