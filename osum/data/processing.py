@@ -22,6 +22,7 @@ class Filters:
     max_seconds: float = 30.0
     max_target_tokens: int = 400
     max_sequence: int = 2000
+    crop: bool = True  # audio over max_seconds is cropped, not skipped, for tasks whose target survives it
 
 
 @dataclass
@@ -37,6 +38,7 @@ class Example:
     meta: dict = field(default_factory=dict)
     ref: tuple[int, str, int] = (0, "", 0)  # (stream epoch, shard, group index): how to find it again on resume
     group: str = ""  # batch group: batches never mix groups (the output type, or a task group of data.task_groups)
+    cropped_from: float | None = None  # seconds of the audio before it was cropped to filters.max_seconds
 
     @property
     def length(self) -> int:
@@ -75,13 +77,17 @@ class SampleProcessor:
             if unknown:
                 raise BadSample("unknown_label", ", ".join(unknown))
             target = self.registry.render(task, meta)
+        crop = self.filters.crop and task.croppable
         declared = meta.get("duration")
-        if isinstance(declared, int | float) and declared > self.filters.max_seconds:
+        if isinstance(declared, int | float) and declared > self.filters.max_seconds and not crop:
             raise BadSample("too_long", f"{declared:.1f} s > {self.filters.max_seconds} s")  # before decoding
         audio = decode_audio(raw.audio)
-        seconds = audio.size / TARGET_SR
+        seconds, cropped_from = audio.size / TARGET_SR, None
         if seconds > self.filters.max_seconds:
-            raise BadSample("too_long", f"{seconds:.1f} s > {self.filters.max_seconds} s")
+            if not crop:
+                raise BadSample("too_long", f"{seconds:.1f} s > {self.filters.max_seconds} s")
+            audio, cropped_from = audio[: int(self.filters.max_seconds * TARGET_SR)], seconds
+            seconds = audio.size / TARGET_SR
         if seconds < self.filters.min_seconds:
             raise BadSample("too_short", f"{seconds:.2f} s")
         n_speech = self.builder.speech_length(audio.size // HOP)
@@ -96,4 +102,4 @@ class SampleProcessor:
             mel = spec_augment(mel, rng, **self.spec_aug)
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
                        input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
-                       group=self.task_groups.get(task.tag, task.output_type))
+                       group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 log = logging.getLogger("osum.data")
 
+KEPT_REASONS = ("cropped_too_long",)  # counted and logged like skips, but the sample was used
+
 
 class BadSample(Exception):
     """A sample that cannot be used; ``reason`` is a short stable name used for counting."""
@@ -39,7 +41,8 @@ class SkipCounter:
         examples = self.examples.setdefault(reason, [])
         if len(examples) < self.log_first:
             examples.append(f"{where} {detail}".strip())
-            log.warning("skipped sample %s (%s)%s", where, reason, f": {detail}" if detail else "")
+            verb = "kept changed" if reason in KEPT_REASONS else "skipped"
+            log.warning("%s sample %s (%s)%s", verb, where, reason, f": {detail}" if detail else "")
 
     def take_unreported(self) -> dict[str, int]:
         """Counts since the last call (what a worker hands to the main process with a batch)."""
@@ -51,14 +54,18 @@ class SkipCounter:
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        """Samples skipped (samples kept with a change, such as a crop, are not among them)."""
+        return sum(n for r, n in self.counts.items() if r not in KEPT_REASONS)
 
     def summary(self) -> str:
-        if not self.counts:
-            return "no samples skipped"
-        parts = ", ".join(f"{r}={n}" for r, n in sorted(self.counts.items()))
-        return f"{self.total} samples skipped ({parts})"
+        skipped = {r: n for r, n in sorted(self.counts.items()) if r not in KEPT_REASONS}
+        kept = {r: n for r, n in sorted(self.counts.items()) if r in KEPT_REASONS}
+        text = (f"{self.total} samples skipped ({', '.join(f'{r}={n}' for r, n in skipped.items())})"
+                if skipped else "no samples skipped")
+        return text + "".join(f"; {n} samples {r.replace('_', ' ')}" for r, n in kept.items())
 
     def write(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"total": self.total, "by_reason": dict(sorted(self.counts.items())),
+        skipped = {r: n for r, n in sorted(self.counts.items()) if r not in KEPT_REASONS}
+        kept = {r: n for r, n in sorted(self.counts.items()) if r in KEPT_REASONS}
+        Path(path).write_text(json.dumps({"total": self.total, "by_reason": skipped, "kept_changed": kept,
                                           "examples": self.examples}, indent=2))

@@ -158,6 +158,9 @@ class ShardStream(IterableDataset):
                     except BadSample as e:
                         skips.skip(e.reason, os.path.basename(shard), raw.key, e.detail)
                         continue
+                    if ex.cropped_from is not None:
+                        skips.skip("cropped_too_long", os.path.basename(shard), raw.key,
+                                   f"{ex.cropped_from:.1f} s cropped to {ex.seconds:.1f} s for {ex.task}")
                     produced = True
                     yield ex
                 pos.shard_pos, pos.group_pos = pos.shard_pos + 1, 0
@@ -203,6 +206,8 @@ class ShardStream(IterableDataset):
                     batcher.flush()
                     batch = batcher.take(wanted) or batcher.take()
                     if batch is None:
+                        if leftover := skips.take_unreported():  # no batch left to carry them
+                            log.warning("after the last batch of reader %d: %s", consumer, leftover)
                         return
                     break
                 batcher.add(ex)

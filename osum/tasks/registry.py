@@ -32,6 +32,7 @@ FIELD_OF_TAG: dict[str, str] = {
     "S2TCHAT": "answer",
 }
 LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
+UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
 
 # (name, tag string): reference section 2.1; X-only variants and combinations included.
 DEFAULT_TASKS: list[tuple[str, str]] = [
@@ -101,6 +102,12 @@ class Task:
     @property
     def label_fields(self) -> tuple[str, ...]:
         return tuple(f for f in self.fields if f in LABEL_FIELDS)
+
+    @property
+    def croppable(self) -> bool:
+        """True when the target holds for any stretch of the audio: utterance-level labels of the voice
+        and manner only (no transcript, words, answer or events, which a crop could cut off)."""
+        return bool(self.fields) and all(f in UTTERANCE_LABELS for f in self.fields)
 
 
 @dataclass

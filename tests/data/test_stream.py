@@ -165,3 +165,25 @@ def test_log_mel_matches_whisper_feature_extractor():
     # the extractor pads to 30 s, which changes the clamp-at-max-minus-8 floor only where values are tiny
     # the last frame differs by construction: its window reaches past the real end (reflection vs zero padding)
     torch.testing.assert_close(ours[:199], ref[:, :199].T, atol=2e-3, rtol=1e-3)
+
+
+def test_over_long_audio_is_cropped_only_for_utterance_labels(tmp_path, tokenizer):
+    """Over filters.max_seconds: a gender task keeps the first 5 s (counted as a crop), ASR skips."""
+    with ShardWriter(tmp_path, max_samples=100) as w:
+        for i in range(2):
+            w.write(f"long{i}", tone(7.0), 16000, good_meta(i))
+        w.write("short", tone(1.0), 16000, good_meta(2))  # its batch carries the counts of the long ones
+    for tasks, kept in (({"<GENDER>": 1.0}, 3), ({"<TRANSCRIBE>": 1.0}, 1)):
+        stream = ShardStream(resolve_shards(str(tmp_path)), processor(tokenizer, tasks), BatchLimits(), pad_id=0,
+                             infinite=False)
+        counts = SkipCounter()
+        batches = list(stream)
+        for b in batches:
+            counts.merge(b["skips"])
+        assert sum(len(b["keys"]) for b in batches) == kept
+        if kept == 3:
+            assert sorted(int(n) for b in batches for n in b["mel_lengths"]) == [100, 500, 500]  # 100 frames/s
+            assert counts.counts == {"cropped_too_long": 2} and counts.total == 0
+            assert "2 samples cropped too long" in counts.summary()
+        else:
+            assert counts.counts == {"too_long": 2} and counts.total == 2
