@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import io
 import json
 import os
-import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import soundfile as sf
+
+from osum.data.skips import SkipCounter
 
 INDEX_VERSION = 1
 INDEX_NAME = "index.json"
@@ -100,28 +104,25 @@ def read_index(path_or_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def index_from_shards(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
-    """Rebuild an index by scanning existing tars; only the ``.json`` members are read.
+    """Rebuild an index by reading existing tars through the shard reader: the JSON of our shards, the
+    members of original OSUM shards (their task; the duration from the audio header when no member
+    gives it). Samples the reader cannot use are left out and reported."""
+    from osum.data.reader import read_shard  # the reader's module imports nothing of the index
 
-    A key without a JSON member still counts as a sample (with no duration or labels).
-    """
     all_stats = []
     for path in paths:
         stats = new_shard_stats(str(Path(path).resolve()))
-        keys_with_json: set[str] = set()
-        all_keys: list[str] = []
-        with tarfile.open(path, "r") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, ext = _split_member_name(member.name)
-                if not all_keys or all_keys[-1] != key:
-                    all_keys.append(key)
-                if ext == "json":
-                    file = tar.extractfile(member)
-                    assert file is not None
-                    add_sample(stats, json.loads(file.read().decode("utf-8")))
-                    keys_with_json.add(key)
-        stats["samples"] += len(set(all_keys) - keys_with_json)
+        skips = SkipCounter()
+        for raw in read_shard(str(path), skips):
+            meta = dict(raw.meta)
+            if meta.get("duration") is None and raw.audio:
+                try:
+                    meta["duration"] = sf.info(io.BytesIO(raw.audio)).duration
+                except (sf.LibsndfileError, RuntimeError, TypeError):
+                    pass  # undecodable audio: counted without a duration; training will skip it
+            add_sample(stats, meta)
+        if skips.total:
+            print(f"{path}: {skips.summary()}")
         all_stats.append(stats)
     return build_index(all_stats)
 
@@ -286,13 +287,6 @@ def _hist_percentiles(hist: dict[str, Any], percents: Iterable[int]) -> dict[int
             last_edge = hist["edges"][-2]
             result[p] = f">{last_edge:g} s" if value == float("inf") else f"{value:.1f} s"
     return result
-
-
-def _split_member_name(name: str) -> tuple[str, str]:
-    """WebDataset convention: the key ends at the first '.' of the file name."""
-    folder, _, base = name.rpartition("/")
-    stem, _, ext = base.partition(".")
-    return (f"{folder}/{stem}" if folder else stem), ext
 
 
 def _relative_to(path: str, root: Path) -> str:

@@ -106,3 +106,18 @@ def test_index_counts_and_summary(tmp_path: Path) -> None:
     text = summary(loaded)
     assert "samples  4" in text and "FEMALE" in text and "digits" in text and "approximate" in text
 
+
+
+def test_index_of_an_original_osum_shard(tmp_path: Path) -> None:
+    """KEY.wav/.txt/.task members: the task is counted and the duration read from the audio header."""
+    with tarfile.open(tmp_path / "orig.tar", "w") as tar:
+        for key, seconds in (("a", 1.5), ("b", 2.5)):
+            wav = io.BytesIO()
+            sf.write(wav, _tone(seconds), 16000, format="WAV")
+            for ext, data in (("wav", wav.getvalue()), ("txt", b"hello<GENDER><MALE>"), ("task", b"<TRANSCRIBE> <GENDER>")):
+                info = tarfile.TarInfo(f"{key}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    total = index_from_shards([tmp_path / "orig.tar"])["total"]
+    assert total["samples"] == 2 and total["seconds"] == pytest.approx(4.0)
+    assert total["tasks"] == {"<TRANSCRIBE> <GENDER>": 2}
