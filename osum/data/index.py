@@ -28,6 +28,7 @@ from typing import Any
 
 import soundfile as sf
 
+from osum.data.reader import read_shard
 from osum.data.skips import SkipCounter
 
 INDEX_VERSION = 1
@@ -107,8 +108,6 @@ def index_from_shards(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
     """Rebuild an index by reading existing tars through the shard reader: the JSON of our shards, the
     members of original OSUM shards (their task; the duration from the audio header when no member
     gives it). Samples the reader cannot use are left out and reported."""
-    from osum.data.reader import read_shard  # the reader's module imports nothing of the index
-
     all_stats = []
     for path in paths:
         stats = new_shard_stats(str(Path(path).resolve()))

@@ -57,15 +57,18 @@ class SkipCounter:
         """Samples skipped (samples kept with a change, such as a crop, are not among them)."""
         return sum(n for r, n in self.counts.items() if r not in KEPT_REASONS)
 
+    def _by_kind(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(skipped by reason, kept-with-a-change by reason), names sorted."""
+        counts = sorted(self.counts.items())
+        return ({r: n for r, n in counts if r not in KEPT_REASONS}, {r: n for r, n in counts if r in KEPT_REASONS})
+
     def summary(self) -> str:
-        skipped = {r: n for r, n in sorted(self.counts.items()) if r not in KEPT_REASONS}
-        kept = {r: n for r, n in sorted(self.counts.items()) if r in KEPT_REASONS}
+        skipped, kept = self._by_kind()
         text = (f"{self.total} samples skipped ({', '.join(f'{r}={n}' for r, n in skipped.items())})"
                 if skipped else "no samples skipped")
         return text + "".join(f"; {n} samples {r.replace('_', ' ')}" for r, n in kept.items())
 
     def write(self, path: str | Path) -> None:
-        skipped = {r: n for r, n in sorted(self.counts.items()) if r not in KEPT_REASONS}
-        kept = {r: n for r, n in sorted(self.counts.items()) if r in KEPT_REASONS}
+        skipped, kept = self._by_kind()
         Path(path).write_text(json.dumps({"total": self.total, "by_reason": skipped, "kept_changed": kept,
                                           "examples": self.examples}, indent=2))
