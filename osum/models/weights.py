@@ -36,8 +36,9 @@ def load_folder_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_with_report(module: nn.Module, state: dict[str, torch.Tensor], strict: bool = True,
-                     what: str = "weights") -> tuple[list[str], list[str]]:
-    """Load ``state`` into ``module``; log missing/unexpected/mis-shaped keys; raise on any if strict."""
+                     what: str = "weights", from_base: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``module``; log missing/unexpected/mis-shaped keys; raise on any if strict.
+    Keys in ``from_base`` are absent on purpose (frozen base tensors the model already holds)."""
     own = module.state_dict()
     shape_bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                  for k, v in state.items() if k in own and own[k].shape != v.shape]
@@ -45,7 +46,10 @@ def load_with_report(module: nn.Module, state: dict[str, torch.Tensor], strict: 
         raise WeightMismatchError(f"{what}: shape mismatch for {len(shape_bad)} tensor(s): {shape_bad[:10]}")
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     result = module.load_state_dict(usable, strict=False)
-    missing = list(result.missing_keys)
+    missing = [k for k in result.missing_keys if k not in from_base]
+    if from_base:
+        log.info("%s: %d frozen tensors kept from the base weights the model was built from", what,
+                 len(from_base & set(result.missing_keys)))
     unexpected = sorted(set(state) - set(own))
     for name, keys in (("missing", missing), ("unexpected", unexpected), ("shape-mismatched", shape_bad)):
         if keys:
@@ -73,10 +77,13 @@ def _export_state_dict(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _checkpoint_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Backbone-named tensors of a Lightning checkpoint (the stage's ``backbone.`` entries)."""
-    state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
-    return {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+def _checkpoint_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """Backbone-named tensors of a Lightning checkpoint (the stage's ``backbone.`` entries), and the
+    names of the frozen base tensors a trainable-only checkpoint left out on purpose."""
+    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    state = {k.removeprefix("backbone."): v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
+    base = checkpoint.get("osum_base_weights") or {}
+    return state, {k.removeprefix("backbone.") for k in base.get("keys", [])}
 
 
 def load_initial_weights(backbone: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
@@ -88,7 +95,8 @@ def load_initial_weights(backbone: nn.Module, path: str | Path) -> tuple[list[st
     from osum.export import is_export_dir
 
     path = Path(path)
-    state = _export_state_dict(path) if is_export_dir(path) else _checkpoint_state_dict(path)
+    state, from_base = (_export_state_dict(path), set()) if is_export_dir(path) else _checkpoint_state_dict(path)
     by_plain_name = {_peft_free(k): k for k in backbone.state_dict()}
     state = {by_plain_name.get(_peft_free(k), k): v for k, v in state.items()}
-    return load_with_report(backbone, state, strict=False, what=f"init_from {path}")
+    from_base = frozenset(by_plain_name.get(_peft_free(k), k) for k in from_base)
+    return load_with_report(backbone, state, strict=False, what=f"init_from {path}", from_base=from_base)

@@ -48,3 +48,17 @@ def test_init_from_starts_a_run(stage1_ckpt, compose_train, caplog):
     with caplog.at_level(logging.INFO):
         run(compose_train("trainer.max_steps=1", f"init_from={path}", "model.llm.lora.enabled=true"))
     assert any(f"init_from {path}: loaded" in r.getMessage() for r in caplog.records)
+
+
+def test_frozen_base_tensors_left_out_are_not_reported_missing(stage1_ckpt, compose_train, tmp_path):
+    """A trainable-only checkpoint names the frozen tensors it left out; init_from does not call them missing."""
+    path, _ = stage1_ckpt
+    checkpoint = torch.load(path, weights_only=False)
+    dropped = [k for k in checkpoint["state_dict"] if k.startswith("backbone.encoder.")]
+    for k in dropped:
+        del checkpoint["state_dict"][k]
+    checkpoint["osum_base_weights"] = {"keys": dropped, "encoder": None, "llm": None}
+    torch.save(checkpoint, tmp_path / "trainable.ckpt")
+    backbone, _ = build_backbone(OmegaConf.to_container(compose_train().model, resolve=True))
+    missing, unexpected = load_initial_weights(backbone, tmp_path / "trainable.ckpt")
+    assert dropped and not missing and not unexpected
