@@ -23,10 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from osum.data.batching import BatchLimits  # noqa: E402
+from osum.data.batching import BatchLimits, index_frame_bounds  # noqa: E402
 from osum.data.datamodule import build_text_side  # noqa: E402
-from osum.data.features import FRAMES_PER_SECOND  # noqa: E402
-from osum.data.index import duration_bounds, entries_for  # noqa: E402
 from osum.data.mixture import TaskMixture  # noqa: E402
 from osum.data.processing import Filters, SampleProcessor  # noqa: E402
 from osum.data.reader import read_shard  # noqa: E402
@@ -132,9 +130,7 @@ def main() -> None:
     shards = resolve_shards(args.shards)
     limits = BatchLimits(max_tokens=6000, max_frames=30000, max_samples=48, buffer_size=args.buffer,
                          frame_groups=args.frame_groups)
-    entries = entries_for(shards)
-    if entries is not None:  # bucket bounds from the index, as the data module sets them
-        limits.frame_bounds = tuple(int(b * FRAMES_PER_SECOND) for b in duration_bounds(entries, args.frame_groups))
+    limits.frame_bounds = index_frame_bounds(shards, args.frame_groups) or ()  # as the data module sets them
     ours, n_ours, batches = our_pipeline(shards, args.tokenizer, args.samples, limits)
     naive, n_naive = naive_pipeline(shards, args.tokenizer, args.naive_samples, args.fixed_batch)
     floor = decode_only(shards, args.samples)

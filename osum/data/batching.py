@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 
+from osum.data.features import FRAMES_PER_SECOND
+from osum.data.index import duration_bounds, entries_for
 from osum.data.processing import Example
 from osum.template import IGNORE
 
@@ -53,14 +55,24 @@ def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
     return longest * n <= limits.max_tokens and frames * n <= limits.max_frames
 
 
+def index_frame_bounds(shards: Iterable[str], groups: int) -> tuple[int, ...] | None:
+    """Inner frame-bucket bounds (mel frames) splitting the samples of ``shards`` into ``groups``
+    equal-count length buckets, from their index; ``None`` when a shard has no index entry."""
+    entries = entries_for(shards)
+    if entries is None:
+        return None
+    return tuple(int(b * FRAMES_PER_SECOND) for b in duration_bounds(entries, groups))
+
+
 def frame_buckets(examples: list[Example], limits: BatchLimits) -> list[list[Example]]:
-    """Groups of examples of similar audio length: by the fixed bounds, else equal-count groups."""
-    by_frames = sorted(examples, key=lambda e: (e.frames, e.length, e.key))
+    """Groups of examples of similar audio length: by the fixed bounds, else equal-count groups
+    (the order inside a group does not matter: cut_batches sorts each group)."""
     if limits.frame_bounds:
         groups: list[list[Example]] = [[] for _ in range(len(limits.frame_bounds) + 1)]
-        for ex in by_frames:
+        for ex in examples:
             groups[bisect.bisect_right(limits.frame_bounds, ex.frames)].append(ex)
         return [g for g in groups if g]
+    by_frames = sorted(examples, key=lambda e: (e.frames, e.length, e.key))
     size = max(-(-len(by_frames) // max(limits.frame_groups, 1)), 1)
     return [by_frames[start : start + size] for start in range(0, len(by_frames), size)]
 

@@ -9,9 +9,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from osum.data.batching import BatchLimits
-from osum.data.features import FRAMES_PER_SECOND
-from osum.data.index import duration_bounds, entries_for
+from osum.data.batching import BatchLimits, index_frame_bounds
 from osum.data.mixture import TaskMixture, group_of_task
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
@@ -70,13 +68,12 @@ class SpeechDataModule(L.LightningDataModule):
         """Fixed frame-bucket bounds from the training shards' index (``data.batch.buckets: index``)."""
         if self.limits.buckets != "index" or self.limits.frame_groups < 2:
             return
-        entries = entries_for(shard for s in self.train_sets for shard in s.shards)
-        if entries is None:
+        bounds = index_frame_bounds((shard for s in self.train_sets for shard in s.shards), self.limits.frame_groups)
+        if bounds is None:
             log.info("length buckets: no index.json for every training shard; buckets split each sort buffer")
             return
-        bounds = duration_bounds(entries, self.limits.frame_groups)
-        self.limits.frame_bounds = tuple(int(b * FRAMES_PER_SECOND) for b in bounds)
-        log.info("length buckets from the index: bounds %s s", ", ".join(f"{b:g}" for b in bounds) or "none")
+        self.limits.frame_bounds = bounds
+        log.info("length buckets from the index: bounds %s mel frames", ", ".join(map(str, bounds)) or "none")
 
     def describe_mixture(self) -> str:
         """Effective share of each shard set and task (before per-sample availability of fields)."""
