@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from osum.tasks.labels import MINI_LABEL_SETS, all_tags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test helper modules (rlazyload) for every folder
 
 DIGITS = "zero one two three four five six seven eight nine".split()
 
