@@ -157,4 +157,10 @@ def collate(batch: list[Example], pad_id: int) -> dict:
         for i, e in enumerate(batch):
             mel[i, : e.frames] = e.mel
         out["mel"], out["mel_lengths"] = mel, torch.tensor([e.frames for e in batch])
+    if any(e.ctc_ids for e in batch):  # transcripts for the auxiliary CTC loss; length 0 = none
+        ctc = [e.ctc_ids or [] for e in batch]
+        out["ctc_targets"] = torch.zeros(b, max(len(c) for c in ctc), dtype=torch.long)
+        for i, c in enumerate(ctc):
+            out["ctc_targets"][i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        out["ctc_lengths"] = torch.tensor([len(c) for c in ctc])
     return out

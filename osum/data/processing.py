@@ -39,6 +39,7 @@ class Example:
     ref: tuple[int, str, int] = (0, "", 0)  # (stream epoch, shard, group index): how to find it again on resume
     group: str = ""  # batch group: batches never mix groups (the output type, or a task group of data.task_groups)
     cropped_from: float | None = None  # seconds of the audio before it was cropped to filters.max_seconds
+    ctc_ids: list[int] | None = None  # the transcript's token ids, for the auxiliary CTC loss (model.ctc_weight)
 
     @property
     def length(self) -> int:
@@ -54,8 +55,10 @@ class SampleProcessor:
 
     def __init__(self, builder: SequenceBuilder, registry: TaskRegistry, mixture: TaskMixture,
                  filters: Filters, n_mels: int = 80, spec_aug: dict | None = None,
-                 shard_mixtures: dict[str, TaskMixture] | None = None, task_groups: dict[str, str] | None = None):
+                 shard_mixtures: dict[str, TaskMixture] | None = None, task_groups: dict[str, str] | None = None,
+                 ctc_targets: bool = False):
         self.builder, self.registry, self.mixture = builder, registry, mixture
+        self.ctc_targets = ctc_targets  # also tokenize each sample's transcript, whatever task it serves
         self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
         self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
         self.task_groups = task_groups or {}  # task tag -> batch group; other tasks group by output type
@@ -100,6 +103,10 @@ class SampleProcessor:
         mel = log_mel(audio, self.n_mels)
         if self.spec_aug:
             mel = spec_augment(mel, rng, **self.spec_aug)
+        ctc_ids = None
+        if self.ctc_targets and meta.get("txt") and cropped_from is None:
+            ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
                        input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
-                       group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from)
+                       group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from,
+                       ctc_ids=ctc_ids)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from osum.models.adapter import Adapter
+from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
 from osum.models.llm import apply_lora, base_model, build_llm, load_tokenizer
@@ -27,7 +28,7 @@ from osum.template import IGNORE, SPEECH
 
 class SpeechLLM(nn.Module):
     def __init__(self, encoder: WhisperEncoder, adapter: Adapter, llm: nn.Module, speech_token_num: int = 4097,
-                 encoder_cache: bool = False):
+                 encoder_cache: bool = False, ctc_weight: float = 0.0):
         super().__init__()
         self.encoder, self.adapter, self.llm = encoder, adapter, llm
         hidden = base_model(llm).config.hidden_size
@@ -39,6 +40,8 @@ class SpeechLLM(nn.Module):
         nn.init.zeros_(self.speech_head.bias)
         self.use_encoder_cache = encoder_cache
         self._encoder_cache: dict[str, torch.Tensor] = {}
+        self.ctc_weight = ctc_weight
+        self.ctc = EmbeddingCTC(hidden) if ctc_weight > 0 else None  # training aid only: unused in generation
 
     # ------------------------------------------------------------------ pieces of the LLM
     @property
@@ -102,10 +105,15 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Summed cross-entropy over supervised tokens, plus per-sample sums for per-task logging."""
+        """Summed cross-entropy over supervised tokens, plus per-sample sums for per-task logging, and
+        with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``."""
         speech = speech_lengths = None
+        extra = {}
         if batch.get("mel") is not None:
             speech, speech_lengths = self.encode_speech(batch["mel"], batch["mel_lengths"], batch.get("keys"))
+            if self.ctc is not None and batch.get("ctc_targets") is not None:
+                extra["ctc_loss"], extra["ctc_tokens"] = self.ctc(
+                    speech, speech_lengths, self.text_embed.weight, batch["ctc_targets"], batch["ctc_lengths"])
         emb = self.embed(batch["input_ids"], speech, speech_lengths)
         # Padding is only at the right: causal attention never lets a real token see it, so no mask is needed.
         hidden = self.decoder(inputs_embeds=emb, use_cache=False).last_hidden_state
@@ -117,7 +125,7 @@ class SpeechLLM(nn.Module):
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
-        return {"loss_sum": ce.sum(), "n_tokens": sel.sum(), "n_correct": hits.sum(),
+        return {"loss_sum": ce.sum(), "n_tokens": sel.sum(), "n_correct": hits.sum(), **extra,
                 "per_sample_loss": per_sample, "per_sample_tokens": sel.sum(1), "per_sample_correct": per_sample_correct}
 
     # ------------------------------------------------------------------ generation
@@ -173,6 +181,6 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
                       n_layers=a["n_layers"], n_heads=a["n_heads"], ffn_dim=a["ffn_dim"], dropout=a["dropout"],
                       strides=tuple(a["strides"]))
     model = SpeechLLM(encoder, adapter, llm, speech_token_num=cfg["speech_token_num"],
-                      encoder_cache=cfg.get("encoder_cache", False))
+                      encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)))
     apply_freezing(model, list(cfg.get("freeze") or []), list(cfg.get("unfreeze") or []))
     return model, tokenizer

@@ -79,6 +79,9 @@ class StageBase(L.LightningModule):
         loss = out["loss_sum"] * self.trainer.world_size / self._global_tokens(out["n_tokens"])
         # the mean of these over ranks is the global token mean: the same value is logged on every rank
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
+        if "ctc_loss" in out:  # auxiliary: this rank's mean per transcript token, averaged over ranks by DDP
+            self.log("train/ctc_loss", out["ctc_loss"].detach(), prog_bar=True, batch_size=bs)
+            loss = loss + self.backbone.ctc_weight * out["ctc_loss"]
         self.log("train/token_acc", out["n_correct"].float() / out["n_tokens"].clamp(min=1), batch_size=bs)
         for tag, (loss_sum, tokens, _) in per_task(batch["tasks"], out).items():  # this rank's batch only
             self.log(f"train/loss_{task_metric_name(tag)}", loss_sum / max(tokens, 1), batch_size=1)
