@@ -63,7 +63,7 @@ def export_config(model_cfg: dict[str, Any], text_cfg: dict[str, Any], encoder: 
                         "config": encoder_sizes(encoder)}
     llm = model["llm"]
     llm.update(path="llm", tokenizer="tokenizer", config=None, lora={"enabled": False})
-    model.update(freeze=[], unfreeze=[], encoder_cache=False)
+    model.update(freeze=[], unfreeze=[], encoder_cache=False, ctc_weight=0.0)  # CTC only aids training
     rendering = {**text_cfg["rendering"], "prompt_file": prompt_file}
     return {"model": model, "template": text_cfg["template"], "rendering": rendering}
 
