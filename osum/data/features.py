@@ -34,9 +34,9 @@ def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     padded = torch.nn.functional.pad(x[None, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[0, 0]
     frames = padded.unfold(0, N_FFT, HOP)[:-1] * _WINDOW
     spec = torch.fft.rfft(frames)
-    power = spec.real.square() + spec.imag.square()
+    power = spec.real.square().add_(spec.imag.square())
     logm = (power @ mel_filters(n_mels)).clamp_(min=1e-10).log10_()
-    logm = torch.maximum(logm, logm.max() - 8.0)
+    logm.clamp_(min=float(logm.max()) - 8.0)  # in place: every temporary here is a frames x bins copy
     return logm.add_(4.0).div_(4.0)
 
 
