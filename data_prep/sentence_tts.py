@@ -69,11 +69,10 @@ def _one(voice: Voice, text: str, options: tuple[str, ...], tmp: Path,
 
 def _flite_words(words: list[str], psdur: str, phone_counts: dict[str, int]) -> WordTimes | None:
     """Group ``name:end`` segments into words by phone count; None when they do not add up."""
-    segments = [(name, float(end)) for name, _, end in (s.rpartition(":") for s in psdur.split()) if name]
+    phones = [(name, float(end)) for name, _, end in (s.rpartition(":") for s in psdur.split()) if name]
     if not all(w in phone_counts for w in words):
         return None
     result, start, position = [], 0.0, 0
-    phones = [(name, end) for name, end in segments]
     for word in words:
         while position < len(phones) and phones[position][0] == "pau":
             start = phones[position][1]
