@@ -34,9 +34,6 @@ byte-identical for any number of workers.
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing
-import multiprocessing.pool
 import os
 import time
 from collections import Counter
@@ -48,15 +45,14 @@ import yaml
 from tqdm import tqdm
 
 from data_prep import mini_effects as fx
+from data_prep.corpus_files import WorkerPool, previous_build, write_corpus_json, write_split
 from data_prep.mini_effects import PROXIES
 from data_prep.tokenizer import build_tokenizer
 from data_prep.tts import Voice, median_f0, synthesize_words
-from osum.data.index import build_index, write_index
-from osum.data.shards import SAMPLE_RATE, ShardWriter
+from osum.data.shards import SAMPLE_RATE
 from osum.tasks.labels import MINI_LABEL_SETS, all_tags
 
 SPLITS = ("train", "valid", "test")
-SHARD_SIZE = 500
 DOMAIN_FRACTIONS = {"digits": 0.5, "command": 0.3, "question": 0.2}
 POOL_FRACTIONS = {"test": 0.15, "valid": 0.10}  # of the command and question sentences; rest train
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "osum" / "tasks" / "prompts" / "en.yaml"
@@ -190,13 +186,9 @@ def plan_split(split: str, count: int, seed: int, pools: dict[str, list[tuple[st
             "gaps": rng.uniform(0.06, 0.25, len(words) - 1).tolist(),
             "lead": float(rng.uniform(0.1, 0.3)),
             "trail": float(rng.uniform(0.1, 0.3)),
-            "event": None,
             "seed": int(rng.integers(2**63)),
         }
-        if rng.random() < 0.5:
-            plan["event"] = {"name": str(rng.choice(MINI_LABEL_SETS["events"])), "before": bool(rng.random() < 0.5),
-                             "gap": float(rng.uniform(0.15, 0.4)), "level": float(rng.uniform(0.5, 0.9)),
-                             "edge": float(rng.uniform(0.1, 0.2))}
+        plan["event"] = fx.draw_event(rng)
         plans.append(plan)
     return plans
 
@@ -223,35 +215,13 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
     if labels["style"] == "WHISPER":
         speech = fx.whisper(speech, rng)
-    if labels["emotion"] == "HAPPY":
-        speech = fx.treble_boost(speech)
-    elif labels["emotion"] == "SAD":
-        speech = fx.lowpass(speech)
-    elif labels["emotion"] == "ANGER":
-        speech = fx.overdrive(speech)
+    speech = fx.emotion_filter(speech, labels["emotion"])
     if labels["age"] == "OLD":
         speech = fx.tremolo(speech, rng)
     speech = fx.gate(speech, spans)
     speech /= max(np.abs(speech).max(), 1e-9)
 
-    shift = 0
-    events: list[str] = []
-    if plan["event"] is not None:
-        event = plan["event"]
-        sound = fx.event_sound(event["name"], labels["gender"], rng) * event["level"]
-        edge = np.zeros(int(event["edge"] * SAMPLE_RATE), np.float32)
-        gap = np.zeros(int(event["gap"] * SAMPLE_RATE), np.float32)
-        if event["before"]:
-            prefix = np.concatenate([edge, sound, gap])
-            shift = len(prefix)
-            speech = np.concatenate([prefix, speech])
-        else:
-            speech = np.concatenate([speech, gap, sound, edge])
-        events.append(event["name"])
-
-    speech = speech + 1e-3 * rng.standard_normal(len(speech))
-    peak = 0.9 * (fx.SAD_PEAK_FACTOR if labels["emotion"] == "SAD" else 1.0)
-    audio = (speech * (peak / np.abs(speech).max())).astype(np.float32)
+    audio, shift, events = fx.add_event_and_level(speech, plan["event"], labels, rng)
 
     meta: dict[str, Any] = {
         "txt": " ".join(plan["words"]),
@@ -274,12 +244,9 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
     out = Path(out)
     args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test,
             "audio_format": audio_format}
-    corpus_path = out / "corpus.json"
-    if corpus_path.exists() and not force:
-        previous = json.loads(corpus_path.read_text(encoding="utf-8"))
-        if previous.get("args") == args:
-            print(f"{corpus_path} exists with the same arguments; skipping (use --force to rebuild)")
-            return previous
+    previous = previous_build(out, args, force)
+    if previous is not None:
+        return previous
 
     pools = sentence_pools(seed)
     train_ids = [v.id for v in VOICES if v.id not in HELDOUT_VOICES]
@@ -291,7 +258,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # load in this process, so that forked workers need no resampling
 
-    counts = {split: _write_split(out / split, split, split_plans, workers, audio_format) for split, split_plans in plans.items()}
+    counts = {split: _split_counts(out / split, split_plans, workers, audio_format) for split, split_plans in plans.items()}
 
     texts = [text for split_plans in plans.values() for plan in split_plans
              for text in (" ".join(plan["words"]), plan["answer"]) if text]
@@ -310,9 +277,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
         "proxies": PROXIES,
         "event_placement": fx.EVENT_PLACEMENT,
     }
-    tmp_path = corpus_path.with_name("corpus.json.tmp")
-    tmp_path.write_text(json.dumps(corpus, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_path, corpus_path)
+    write_corpus_json(out, corpus)
     return corpus
 
 
@@ -374,49 +339,10 @@ def _render_chunk(chunk: list[dict[str, Any]]) -> list[tuple[np.ndarray, dict[st
     return [render_sample(plan) for plan in chunk]
 
 
-def _write_split(split_dir: Path, split: str, plans: list[dict[str, Any]], workers: int,
-                 audio_format: str = "flac") -> dict[str, Any]:
-    split_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*split_dir.glob("shard-*.tar"), *split_dir.glob("shard-*.tar.tmp")]:
-        stale.unlink()
-    chunks = [plans[i : i + 16] for i in range(0, len(plans), 16)]
-    with WorkerPool(workers) as pool, ShardWriter(split_dir, max_samples=SHARD_SIZE,
-                                                           audio_format=audio_format) as writer:
-        results = pool.imap(_render_chunk, chunks) if pool else map(_render_chunk, chunks)
-        with tqdm(total=len(plans), desc=split, unit="utt") as progress:
-            for chunk, rendered in zip(chunks, results):
-                for plan, (audio, meta) in zip(chunk, rendered):
-                    writer.write(plan["key"], audio, SAMPLE_RATE, meta)
-                progress.update(len(chunk))
-    index = build_index(writer.stats)
-    write_index(split_dir, index)
-    total = index["total"]
+def _split_counts(split_dir: Path, plans: list[dict[str, Any]], workers: int, audio_format: str) -> dict[str, Any]:
+    total = write_split(split_dir, plans, _render_chunk, workers, audio_format)[0]["total"]
     return {"samples": total["samples"], "hours": total["hours"], "domains": total["domains"],
             "speakers": dict(sorted(Counter(plan["voice"] for plan in plans).items()))}
-
-
-class WorkerPool:
-    """A fork-based process pool for ``workers > 1``, else ``None`` (run in this process)."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-        self.pool: multiprocessing.pool.Pool | None = None
-
-    def __enter__(self) -> multiprocessing.pool.Pool | None:
-        if self.workers > 1:
-            self.pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_init_worker)
-        return self.pool
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _prompt_texts() -> list[str]:

@@ -19,6 +19,7 @@ import soundfile as sf
 
 from data_prep.tts import apply_fades, trim_silence
 from osum.data.shards import SAMPLE_RATE, resample_to_16k
+from osum.tasks.labels import MINI_LABEL_SETS
 
 SOUNDS_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 
@@ -93,6 +94,47 @@ def stretch_words(words: dict[str, np.ndarray], tempo: float, cents: int) -> dic
     cuts = [0] + [int((bounds[i][1] + bounds[i + 1][0]) / 2 / tempo) for i in range(len(names) - 1)]
     cuts.append(len(stretched))
     return {name: trim_silence(stretched[cuts[i] : cuts[i + 1]]) for i, name in enumerate(names)}
+
+
+def emotion_filter(speech: np.ndarray, emotion: str) -> np.ndarray:
+    """The time-invariant part of the emotion proxy: HAPPY treble boost, SAD low-pass, ANGER overdrive."""
+    if emotion == "HAPPY":
+        return treble_boost(speech)
+    if emotion == "SAD":
+        return lowpass(speech)
+    if emotion == "ANGER":
+        return overdrive(speech)
+    return speech
+
+
+def draw_event(rng: np.random.Generator) -> dict | None:
+    """On half of the samples, one event and how it is placed (before or after, gap, level, edge silence)."""
+    if rng.random() >= 0.5:
+        return None
+    return {"name": str(rng.choice(MINI_LABEL_SETS["events"])), "before": bool(rng.random() < 0.5),
+            "gap": float(rng.uniform(0.15, 0.4)), "level": float(rng.uniform(0.5, 0.9)),
+            "edge": float(rng.uniform(0.1, 0.2))}
+
+
+def add_event_and_level(speech: np.ndarray, event: dict | None, labels: dict[str, str],
+                        rng: np.random.Generator) -> tuple[np.ndarray, int, list[str]]:
+    """Mix the planned event before or after the (peak-normalized) speech, add the noise floor 60 dB down
+    and scale to the label's peak. Returns the audio, how many samples the speech moved, the events."""
+    shift, events = 0, []
+    if event is not None:
+        sound = event_sound(event["name"], labels["gender"], rng) * event["level"]
+        edge = np.zeros(int(event["edge"] * SAMPLE_RATE), np.float32)
+        gap = np.zeros(int(event["gap"] * SAMPLE_RATE), np.float32)
+        if event["before"]:
+            prefix = np.concatenate([edge, sound, gap])
+            shift = len(prefix)
+            speech = np.concatenate([prefix, speech])
+        else:
+            speech = np.concatenate([speech, gap, sound, edge])
+        events.append(event["name"])
+    speech = speech + 1e-3 * rng.standard_normal(len(speech))
+    peak = 0.9 * (SAD_PEAK_FACTOR if labels["emotion"] == "SAD" else 1.0)
+    return (speech * (peak / np.abs(speech).max())).astype(np.float32), shift, events
 
 
 def sox(audio: np.ndarray, effects: list[str]) -> np.ndarray:

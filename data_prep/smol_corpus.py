@@ -31,7 +31,6 @@ depend on the number of workers.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from collections import Counter, defaultdict
@@ -40,10 +39,10 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from data_prep import mini_effects as fx
-from data_prep.mini_corpus import WorkerPool, question_pairs
+from data_prep.corpus_files import SHARD_SIZE, previous_build, write_corpus_json, write_split
+from data_prep.mini_corpus import question_pairs
 from data_prep.sentence_tts import flite_phone_counts, synthesize_sentences
 from data_prep.text_sources import austen_sentences
 from data_prep.tts import Voice
@@ -52,7 +51,6 @@ from osum.data.shards import SAMPLE_RATE, ShardWriter
 from osum.tasks.labels import MINI_LABEL_SETS
 
 SPLITS = ("train", "valid", "test")
-SHARD_SIZE = 500
 QUESTION_FRACTION = 0.1
 POOL_FRACTIONS = {"test": 0.05, "valid": 0.03}  # of the sentences and questions; the rest is train
 REAL_DIR = Path("/usr/share/pocketsphinx/test/data")
@@ -124,12 +122,9 @@ def plan_split(split: str, count: int, seed: int, pools: dict[str, list[tuple[st
             "answer": answer,
             "labels": {"gender": VOICE_BY_ID[str(voices[i])].gender,
                        **{kind: str(rng.choice(MINI_LABEL_SETS[kind])) for kind in ("age", "emotion", "style")}},
-            "event": None, "seed": int(rng.integers(2**63)),
+            "seed": int(rng.integers(2**63)),
         }
-        if rng.random() < 0.5:
-            plan["event"] = {"name": str(rng.choice(MINI_LABEL_SETS["events"])), "before": bool(rng.random() < 0.5),
-                             "gap": float(rng.uniform(0.15, 0.4)), "level": float(rng.uniform(0.5, 0.9)),
-                             "edge": float(rng.uniform(0.1, 0.2))}
+        plan["event"] = fx.draw_event(rng)
         plans.append(plan)
     return plans
 
@@ -167,30 +162,9 @@ def render_sample(plan: dict[str, Any], speech: np.ndarray, words: list | None) 
         speech = fx.tremolo(fx.vibrato(speech, rng), rng)
     if labels["style"] == "WHISPER":
         speech = fx.whisper(speech, rng)
-    if labels["emotion"] == "HAPPY":
-        speech = fx.treble_boost(speech)
-    elif labels["emotion"] == "SAD":
-        speech = fx.lowpass(speech)
-    elif labels["emotion"] == "ANGER":
-        speech = fx.overdrive(speech)
+    speech = fx.emotion_filter(speech, labels["emotion"])
     speech = speech / max(float(np.abs(speech).max()), 1e-9)
-
-    shift, events = 0, []
-    if plan["event"] is not None:
-        event = plan["event"]
-        sound = fx.event_sound(event["name"], labels["gender"], rng) * event["level"]
-        edge = np.zeros(int(event["edge"] * SAMPLE_RATE), np.float32)
-        gap = np.zeros(int(event["gap"] * SAMPLE_RATE), np.float32)
-        if event["before"]:
-            prefix = np.concatenate([edge, sound, gap])
-            shift = len(prefix)
-            speech = np.concatenate([prefix, speech])
-        else:
-            speech = np.concatenate([speech, gap, sound, edge])
-        events.append(event["name"])
-    speech = speech + 1e-3 * rng.standard_normal(len(speech))
-    peak = 0.9 * (fx.SAD_PEAK_FACTOR if labels["emotion"] == "SAD" else 1.0)
-    audio = (speech * (peak / np.abs(speech).max())).astype(np.float32)
+    audio, shift, events = fx.add_event_and_level(speech, plan["event"], labels, rng)
     meta: dict[str, Any] = {"txt": plan["text"], "lang": "en", "speaker": plan["voice"], "domain": plan["domain"],
                             "labels": {**labels, "events": events}}
     if words is not None:
@@ -241,12 +215,9 @@ def build(out: str | os.PathLike, text_dir: str | os.PathLike, seed: int = 0, nu
     out = Path(out)
     args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test,
             "audio_format": audio_format}
-    corpus_path = out / "corpus.json"
-    if corpus_path.exists() and not force:
-        previous = json.loads(corpus_path.read_text(encoding="utf-8"))
-        if previous.get("args") == args:
-            print(f"{corpus_path} exists with the same arguments; skipping (use --force to rebuild)")
-            return previous
+    previous = previous_build(out, args, force)
+    if previous is not None:
+        return previous
     pools = text_pools(text_dir, seed)
     plans = {split: plan_split(split, count, seed, pools[split],
                                list(HELDOUT_VOICES) if split == "test" else TRAIN_VOICES)
@@ -257,42 +228,24 @@ def build(out: str | os.PathLike, text_dir: str | os.PathLike, seed: int = 0, nu
     _PHONE_COUNTS.update(flite_phone_counts(flite_words))
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # load in this process, so that forked workers need no resampling
-    counts = {split: _write_split(out / split, split_plans, workers, audio_format) for split, split_plans in plans.items()}
+    counts = {split: _split_counts(out / split, split_plans, workers, audio_format) for split, split_plans in plans.items()}
     counts["real"] = write_real(out / "real", audio_format)
     corpus = {"args": args, "text": {"source": "r-cran-janeaustenr without sensesensibility",
                                      "pool_sizes": {s: {d: len(v) for d, v in p.items()} for s, p in pools.items()}},
               "label_sets": MINI_LABEL_SETS, "proxies": fx.PROXIES, "counts": counts,
               "voices": [{"id": v.id, "engine": v.engine, "name": v.name, "gender": v.gender,
                           "split": "heldout" if v.id in HELDOUT_VOICES else "train"} for v in VOICES]}
-    tmp_path = corpus_path.with_name("corpus.json.tmp")
-    tmp_path.write_text(json.dumps(corpus, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp_path, corpus_path)
+    write_corpus_json(out, corpus)
     return corpus
 
 
-def _write_split(split_dir: Path, plans: list[dict[str, Any]], workers: int,
-                 audio_format: str = "flac") -> dict[str, Any]:
-    split_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*split_dir.glob("shard-*.tar"), *split_dir.glob("shard-*.tar.tmp")]:
-        stale.unlink()
-    chunks = [plans[i : i + 32] for i in range(0, len(plans), 32)]
-    with_words = Counter()
-    styles = Counter()
-    with WorkerPool(workers) as pool, ShardWriter(split_dir, max_samples=SHARD_SIZE,
-                                                           audio_format=audio_format) as writer:
-        results = pool.imap(render_chunk, chunks) if pool else map(render_chunk, chunks)
-        with tqdm(total=len(plans), desc=split_dir.name, unit="utt") as progress:
-            for chunk, rendered in zip(chunks, results):
-                for plan, (audio, meta) in zip(chunk, rendered):
-                    writer.write(plan["key"], audio, SAMPLE_RATE, meta)
-                    with_words[VOICE_BY_ID[plan["voice"]].engine, "words" in meta] += 1
-                    styles[plan["labels"]["style"], meta["labels"]["style"]] += 1
-                progress.update(len(chunk))
-    index = build_index(writer.stats)
-    write_index(split_dir, index)
+def _split_counts(split_dir: Path, plans: list[dict[str, Any]], workers: int, audio_format: str) -> dict[str, Any]:
+    index, metas = write_split(split_dir, plans, render_chunk, workers, audio_format, chunk_size=32)
+    with_words = Counter((VOICE_BY_ID[p["voice"]].engine, "words" in m) for p, m in zip(plans, metas))
     return {"samples": index["total"]["samples"], "hours": index["total"]["hours"],
             "with_word_times": {f"{e} {'yes' if ok else 'no'}": n for (e, ok), n in sorted(with_words.items())},
-            "chat_fell_back_to_news": styles["CHAT", "NEWS"],
+            "chat_fell_back_to_news": sum(p["labels"]["style"] == "CHAT" and m["labels"]["style"] == "NEWS"
+                                          for p, m in zip(plans, metas)),
             "speakers": dict(sorted(Counter(p["voice"] for p in plans).items()))}
 
 

@@ -47,10 +47,15 @@ def _resampler(sample_rate: int) -> torchaudio.transforms.Resample:
 AUDIO_FORMATS = {"flac": "FLAC", "wav": "WAV"}
 
 
+def check_audio_format(audio_format: str) -> str:
+    if audio_format not in AUDIO_FORMATS:
+        raise ValueError(f"audio_format must be one of {sorted(AUDIO_FORMATS)}, got {audio_format!r}")
+    return audio_format
+
+
 def audio_bytes(audio: np.ndarray, sr: int, audio_format: str = "flac") -> bytes:
     """Encode float mono ``audio`` at ``sr`` Hz as 16-bit FLAC or WAV (values clipped to [-1, 1])."""
-    if audio_format not in AUDIO_FORMATS:
-        raise ValueError(f"audio format must be one of {sorted(AUDIO_FORMATS)}, got {audio_format!r}")
+    check_audio_format(audio_format)
     buffer = io.BytesIO()
     sf.write(buffer, np.clip(audio, -1.0, 1.0), sr, format=AUDIO_FORMATS[audio_format], subtype="PCM_16")
     return buffer.getvalue()
@@ -74,9 +79,7 @@ class ShardWriter:
                  audio_format: str = "flac"):
         if max_samples < 1:
             raise ValueError("max_samples must be >= 1")
-        if audio_format not in AUDIO_FORMATS:
-            raise ValueError(f"audio_format must be one of {sorted(AUDIO_FORMATS)}, got {audio_format!r}")
-        self.audio_format = audio_format
+        self.audio_format = check_audio_format(audio_format)  # fail here, not at the first sample
         self.out_dir = Path(out_dir).resolve()
         self.prefix = prefix
         self.max_samples = max_samples

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
+from shard_samples import read_samples
 
 from data_prep import mini_corpus, mini_effects
 from data_prep.tts import apply_fades
@@ -28,23 +25,10 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _samples(split_dir: Path) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    samples = []
-    for shard in sorted(split_dir.glob("shard-*.tar")):
-        with tarfile.open(shard) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        for name in sorted(n for n in members if n.endswith(".json")):
-            key = name[: -len(".json")]
-            audio, sr = sf.read(io.BytesIO(members[f"{key}.flac"]), dtype="float32")
-            assert sr == 16000
-            samples.append((audio, json.loads(members[name])))
-    return samples
-
-
 def test_splits_have_shards_and_index(corpus_dir: Path) -> None:
     for split, count in SIZES.items():
         index = read_index(corpus_dir / split)
-        assert index["total"]["samples"] == count == len(_samples(corpus_dir / split))
+        assert index["total"]["samples"] == count == len(read_samples(corpus_dir / split))
         assert all((corpus_dir / split / shard["path"]).exists() for shard in index["shards"])
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
     assert corpus["args"]["num_train"] == SIZES["train"] and set(corpus["proxies"]) >= {"age", "emotion", "style"}
@@ -52,7 +36,7 @@ def test_splits_have_shards_and_index(corpus_dir: Path) -> None:
 
 
 def test_voices_and_sentences_disjoint(corpus_dir: Path) -> None:
-    by_split = {split: [meta for _, meta in _samples(corpus_dir / split)] for split in SIZES}
+    by_split = {split: [meta for _, meta in read_samples(corpus_dir / split)] for split in SIZES}
     speakers = {split: {meta["speaker"] for meta in metas} for split, metas in by_split.items()}
     assert speakers["test"] <= set(mini_corpus.HELDOUT_VOICES)
     assert not speakers["test"] & (speakers["train"] | speakers["valid"])
@@ -66,7 +50,7 @@ def test_voices_and_sentences_disjoint(corpus_dir: Path) -> None:
 
 def test_meta_fields_labels_and_timestamps(corpus_dir: Path) -> None:
     for split in SIZES:
-        for audio, meta in _samples(corpus_dir / split):
+        for audio, meta in read_samples(corpus_dir / split):
             assert meta["lang"] == "en" and "task" not in meta
             assert meta["duration"] == pytest.approx(len(audio) / 16000)
             assert 0.8 < np.abs(audio).max() < 0.95 or meta["labels"]["emotion"] == "SAD"
@@ -90,7 +74,7 @@ def test_domains_present_in_train(corpus_dir: Path) -> None:
 
 def test_timestamps_exact_by_energy(corpus_dir: Path) -> None:
     """Pauses between words are near silent and every word span is loud, also after a prepended event."""
-    samples = _samples(corpus_dir / "train")
+    samples = read_samples(corpus_dir / "train")
     audio, meta = next(((a, m) for a, m in samples if m["labels"]["events"] and m["words"][0][1] > 0.5), samples[0])
 
     def level_db(start_s: float, end_s: float) -> float:

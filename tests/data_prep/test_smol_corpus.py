@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 from rlazyload import write_lazyload
+from shard_samples import read_samples
 
 from data_prep import smol_corpus
 from data_prep.sentence_tts import flite_phone_counts, synthesize_sentences
@@ -39,19 +36,8 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _samples(split_dir: Path) -> list[tuple[np.ndarray, dict[str, Any]]]:
-    samples = []
-    for shard in sorted(split_dir.glob("shard-*.tar")):
-        with tarfile.open(shard) as tar:
-            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
-        for name in sorted(n for n in members if n.endswith(".json")):
-            audio, _ = sf.read(io.BytesIO(members[name[: -len(".json")] + ".flac"]), dtype="float32")
-            samples.append((audio, json.loads(members[name])))
-    return samples
-
-
 def test_splits_voices_and_disjoint_text(corpus_dir: Path) -> None:
-    by_split = {split: _samples(corpus_dir / split) for split in SIZES}
+    by_split = {split: read_samples(corpus_dir / split) for split in SIZES}
     assert {split: len(s) for split, s in by_split.items()} == SIZES
     assert {m["speaker"] for _, m in by_split["test"]} <= set(smol_corpus.HELDOUT_VOICES)
     assert {m["speaker"] for s in ("train", "valid") for _, m in by_split[s]} <= set(smol_corpus.TRAIN_VOICES)
@@ -67,7 +53,7 @@ def test_splits_voices_and_disjoint_text(corpus_dir: Path) -> None:
 
 
 def test_word_times_follow_the_words_inside_the_audio(corpus_dir: Path) -> None:
-    timed = [(a, m) for s in ("train", "valid", "test") for a, m in _samples(corpus_dir / s) if "words" in m]
+    timed = [(a, m) for s in ("train", "valid", "test") for a, m in read_samples(corpus_dir / s) if "words" in m]
     assert timed, "flite and festival samples carry word times"
     for audio, meta in timed:
         assert [w for w, _, _ in meta["words"]] == meta["txt"].split()
@@ -76,7 +62,7 @@ def test_word_times_follow_the_words_inside_the_audio(corpus_dir: Path) -> None:
 
 
 def test_real_recordings_with_transcripts(corpus_dir: Path) -> None:
-    real = {m["key"]: m for _, m in _samples(corpus_dir / "real")}
+    real = {m["key"]: m for _, m in read_samples(corpus_dir / "real")}
     assert len(real) == 10
     assert real["real_librivox_sense_and_sensibility_01_austen_64kb-0880"]["txt"] == "he was not an ill disposed young man"
     assert real["real_cards_004"]["txt"] == "five five"
