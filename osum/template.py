@@ -82,6 +82,7 @@ class SequenceBuilder:
 
     def __init__(self, tokenizer, config: TemplateConfig | None = None):
         self.tok = tokenizer
+        self._backend = getattr(tokenizer, "backend_tokenizer", None)  # set for fast (Rust) tokenizers
         self.cfg = config or TemplateConfig()
         if self.cfg.layout not in ("osum", "chatml"):
             raise ValueError(f"template.layout must be 'osum' or 'chatml', got {self.cfg.layout!r}")
@@ -98,7 +99,11 @@ class SequenceBuilder:
         return ids[0]
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tok.encode(text, add_special_tokens=False)) if text else []
+        if not text:
+            return []
+        if self._backend is not None:  # the Rust tokenizer directly: the same ids without the Python wrapper
+            return self._backend.encode(text, add_special_tokens=False).ids
+        return list(self.tok.encode(text, add_special_tokens=False))
 
     def _encode_cached(self, text: str) -> list[int]:
         if len(self._cache) > 100_000:  # free-form instructions: do not grow without bound

@@ -65,3 +65,11 @@ def test_speech_length_and_bad_markers(tokenizer):
         SequenceBuilder(tokenizer, TemplateConfig(eos_token="not a single token"))
     with pytest.raises(ValueError, match="template.layout"):
         SequenceBuilder(tokenizer, TemplateConfig(layout="llama"))
+
+
+@pytest.mark.parametrize("text", ["one two three", "  leading and trailing  ", "Tom's <|endoftext|> café 42.",
+                                  "<|im_start|>user\nhello<|im_end|>\n", "\t\nnew lines\n\n", "ÅÄÖ 漢字 🙂"])
+def test_encode_gives_the_tokenizers_own_ids(tokenizer, text):
+    builder = SequenceBuilder(tokenizer)
+    assert builder._backend is not None  # the fast path is the one under test
+    assert builder.encode(text) == tokenizer.encode(text, add_special_tokens=False)

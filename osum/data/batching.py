@@ -11,7 +11,9 @@ group sorted by LLM length) and cut into batches. The frame buckets have fixed b
 shard index at start (equal-count duration quantiles of the training set), or, without an index, split
 each buffer into groups of equal count. Batches then hold samples of similar length in both, and
 padding stays small. LLM length and audio length are only loosely related (prompts and targets vary
-by task), which is why one sort key is not enough. The batcher's whole state (waiting examples,
+by task), which is why one sort key is not enough; the few frame buckets leave some audio padding,
+which the model removes by running the encoder in sub-batches of similar audio length
+(``model.encoder_sub_batches``, ``osum.models.encoder.length_groups``). The batcher's whole state (waiting examples,
 batches cut but not yet handed out, its RNG) can be described by sample references, so a resumed
 stream rebuilds it exactly.
 """

@@ -31,10 +31,13 @@ def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     the filterbank applied on the right, so that no transposes or complex reductions are needed.
     """
     x = torch.as_tensor(audio, dtype=torch.float32)
-    padded = torch.nn.functional.pad(x[None, None], (N_FFT // 2, N_FFT // 2), mode="reflect")[0, 0]
+    half = N_FFT // 2
+    if x.numel() <= half:
+        raise ValueError(f"log_mel needs more than {half} samples, got {x.numel()}")
+    padded = torch.cat([x[1 : half + 1].flip(0), x, x[-half - 1 : -1].flip(0)])  # reflect padding
     frames = padded.unfold(0, N_FFT, HOP)[:-1] * _WINDOW
     spec = torch.fft.rfft(frames)
-    power = spec.real.square().add_(spec.imag.square())
+    power = (spec * spec.conj()).real  # |X|^2 without strided real/imag views
     logm = (power @ mel_filters(n_mels)).clamp_(min=1e-10).log10_()
     logm.clamp_(min=float(logm.max()) - 8.0)  # in place: every temporary here is a frames x bins copy
     return logm.add_(4.0).div_(4.0)

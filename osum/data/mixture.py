@@ -40,7 +40,8 @@ class TaskMixture:
                 return self.registry.get(str(meta["task"]))
             except UnknownTaskError:
                 raise BadSample("unknown_task", str(meta["task"])[:60]) from None
-        options = [(t, w) for t, w in zip(self.tasks, self.weights) if self.registry.can_serve(t, meta)]
+        present = self.registry.present_fields(meta)  # once per sample, not once per task
+        options = [(t, w) for t, w in zip(self.tasks, self.weights) if self.registry.can_serve(t, meta, present)]
         if not options:
             raise BadSample("no_servable_task", "missing fields for every task of the mixture")
         tasks, weights = zip(*options)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from osum.data.skips import BadSample, SkipCounter
+from osum.data.tar_stream import tar_members
 
 AUDIO_SUFFIXES = ("flac", "wav", "mp3", "ogg", "opus", "m4a")
 ORIGINAL_TEXT_FIELDS = ("txt", "task", "lang", "speaker", "emotion", "gender", "duration")
@@ -62,11 +63,8 @@ def _group(shard: str, members: Iterator[tuple[str, bytes]], skips: SkipCounter)
 
 def _tar_members(shard: str, skips: SkipCounter) -> Iterator[tuple[str, bytes]]:
     try:
-        with open_stream(shard) as stream, tarfile.open(fileobj=stream, mode="r|*") as tar:
-            for info in tar:
-                if info.isfile():
-                    f = tar.extractfile(info)
-                    yield info.name, f.read() if f else b""
+        with open_stream(shard) as stream:
+            yield from tar_members(stream)
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         skips.skip("truncated_or_corrupt_tar", shard, None, str(e)[:120])
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
-from osum.models.encoder import WhisperEncoder, lengths_to_mask
+from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
 from osum.models.llm import apply_lora, base_model, build_llm, load_tokenizer
 from osum.template import IGNORE, SPEECH
@@ -28,7 +28,7 @@ from osum.template import IGNORE, SPEECH
 
 class SpeechLLM(nn.Module):
     def __init__(self, encoder: WhisperEncoder, adapter: Adapter, llm: nn.Module, speech_token_num: int = 4097,
-                 encoder_cache: bool = False, ctc_weight: float = 0.0):
+                 encoder_cache: bool = False, ctc_weight: float = 0.0, encoder_sub_batches: int = 1):
         super().__init__()
         self.encoder, self.adapter, self.llm = encoder, adapter, llm
         hidden = base_model(llm).config.hidden_size
@@ -39,6 +39,7 @@ class SpeechLLM(nn.Module):
         nn.init.normal_(self.speech_head.weight, std=std)
         nn.init.zeros_(self.speech_head.bias)
         self.use_encoder_cache = encoder_cache
+        self.encoder_sub_batches = encoder_sub_batches  # encoder calls per batch, each on samples of similar length
         self._encoder_cache: dict[str, torch.Tensor] = {}
         self.ctc_weight = ctc_weight
         self.ctc = EmbeddingCTC(hidden) if ctc_weight > 0 else None  # training aid only: unused in generation
@@ -58,19 +59,32 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ speech
     def _run_encoder(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder outputs (B, ceil(T/2), d) and lengths, computed in up to ``encoder_sub_batches`` calls on
+        samples of similar length, each trimmed to its longest: the same numbers as one call, fewer padded frames."""
         frozen = is_frozen(self.encoder)
         if frozen:
             self.encoder.eval()  # a frozen encoder runs without dropout and without autograd state
+        groups = length_groups(mel_lengths.tolist(), self.encoder_sub_batches)
         with torch.no_grad() if frozen else contextlib.nullcontext():
-            return self.encoder(mel, mel_lengths)
+            if len(groups) == 1:
+                return self.encoder(mel[:, : int(mel_lengths.max())], mel_lengths)
+            out = None
+            for group in groups:
+                idx = torch.tensor(group, device=mel.device)
+                part, _ = self.encoder(mel[idx, : int(mel_lengths[idx].max())], mel_lengths[idx])
+                if out is None:
+                    out = part.new_zeros(mel.shape[0], (mel.shape[1] + 1) // 2, part.shape[2])
+                out[idx, : part.shape[1]] = part
+            return out, self.encoder.output_lengths(mel_lengths)
 
     def _encoder_with_cache(self, mel, mel_lengths, keys):
         """Frozen-encoder outputs are deterministic per sample: reuse them across epochs by key."""
         missing = [i for i, k in enumerate(keys) if k not in self._encoder_cache]
         if missing:
-            out, lens = self._run_encoder(mel, mel_lengths)
-            for i in missing:
-                self._encoder_cache[keys[i]] = out[i, : lens[i]].to(torch.float16).cpu()
+            idx = torch.tensor(missing, device=mel.device)
+            out, lens = self._run_encoder(mel[idx], mel_lengths[idx])
+            for row, i in enumerate(missing):
+                self._encoder_cache[keys[i]] = out[row, : lens[row]].to(torch.float16).cpu()
         rows = [self._encoder_cache[k] for k in keys]
         lens = torch.tensor([r.shape[0] for r in rows], device=mel.device)
         out = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=mel.device, dtype=mel.dtype)
@@ -181,6 +195,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
                       n_layers=a["n_layers"], n_heads=a["n_heads"], ffn_dim=a["ffn_dim"], dropout=a["dropout"],
                       strides=tuple(a["strides"]))
     model = SpeechLLM(encoder, adapter, llm, speech_token_num=cfg["speech_token_num"],
-                      encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)))
+                      encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)),
+                      encoder_sub_batches=int(cfg.get("encoder_sub_batches", 1)))
     apply_freezing(model, list(cfg.get("freeze") or []), list(cfg.get("unfreeze") or []))
     return model, tokenizer

@@ -4,7 +4,9 @@ Parameter names follow transformers' ``WhisperEncoder`` (``conv1``, ``conv2``, `
 ``layers.N.self_attn.{q,k,v,out}_proj``, ``fc1``, ``fc2``, ``layer_norm`` ...), so a local Hugging Face
 Whisper folder loads directly. Unlike transformers' encoder, which accepts exactly 3000 mel frames,
 this one slices the positional table to the input length and masks padded frames, giving for each
-sample the same output as transformers' encoder on that sample's frames alone.
+sample the same output as transformers' encoder on that sample's frames alone. ``length_groups``
+splits a batch into sub-batches of similar audio length, so that the encoder computes few padded
+frames even when the batch was bucketed for the LLM's sequence length.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +31,39 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> tor
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """(B,) lengths -> (B, max_len) bool mask, True on real frames."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def length_groups(lengths: list[int], max_groups: int) -> list[list[int]]:
+    """Indices of ``lengths`` split into at most ``max_groups`` groups of consecutive lengths (in sorted
+    order) that minimise the padded total, sum over groups of size x longest: an exact dynamic program,
+    vectorised over split points (O(max_groups) array operations on n x n)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    n, k = len(order), max(1, min(max_groups, len(order)))
+    if k == 1:
+        return [order]
+    sorted_len = np.array([lengths[i] for i in order], dtype=np.float64)
+    ends, starts = np.arange(1, n + 1)[:, None], np.arange(n)[None, :]
+    span_cost = np.where(starts < ends, (ends - starts) * sorted_len[ends - 1], np.inf)  # [end-1, start]
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    choices = []
+    for _ in range(k):  # best[e]: cheapest split of the first e lengths into <= (round) groups
+        total = best[None, :n] + span_cost
+        choice = total.argmin(axis=1)
+        new = np.concatenate([[0.0], total[np.arange(n), choice]])
+        keep = new < best  # fewer groups stay when more would not pad less
+        best = np.where(keep, new, best)
+        choices.append(np.where(keep[1:], choice, -1))
+    groups, end = [], n
+    for choice in reversed(choices):
+        start = int(choice[end - 1])
+        if start < 0:
+            continue
+        groups.append(order[start:end])
+        end = start
+        if end == 0:
+            break
+    return groups[::-1]
 
 
 class WhisperAttention(nn.Module):
@@ -118,9 +154,10 @@ class WhisperEncoder(nn.Module):
         return (mel_lengths + 1) // 2
 
     def forward(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """mel (B, T, n_mels), padded with zeros -> (B, ceil(T/2), d_model) and output lengths."""
-        x = F.gelu(self.conv1(mel.transpose(1, 2)))
-        x = x * lengths_to_mask(mel_lengths, x.shape[-1])[:, None, :].to(x.dtype)  # as if each sample stood alone
+        """mel (B, T, n_mels), right-padded with anything -> (B, ceil(T/2), d_model) and output lengths."""
+        real = lengths_to_mask(mel_lengths, mel.shape[1])[:, None, :]
+        x = F.gelu(self.conv1(mel.transpose(1, 2) * real.to(mel.dtype)))  # zero padding, as if each stood alone
+        x = x * real.to(x.dtype)
         x = F.gelu(self.conv2(x)).transpose(1, 2)
         t = x.shape[1]
         if t > self.max_positions:

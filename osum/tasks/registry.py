@@ -33,6 +33,8 @@ FIELD_OF_TAG: dict[str, str] = {
 }
 LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
 UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
+SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer",
+                       **{f: f"labels.{f}" for f in LABEL_FIELDS}}  # how a missing field is named in messages
 
 # (name, tag string): reference section 2.1; X-only variants and combinations included.
 DEFAULT_TASKS: list[tuple[str, str]] = [
@@ -164,19 +166,21 @@ class TaskRegistry:
         values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
         return [canonical(kind, str(v)) for v in values]
 
-    def missing_fields(self, task: Task, sample: Mapping) -> list[str]:
-        """The fields ``task`` needs that ``sample`` lacks or holds empty."""
-        missing = []
-        for f in task.fields:
-            if f == "transcript" and not self.transcript(sample):
-                missing.append("txt")
-            elif f == "words" and not sample.get("words"):
-                missing.append("words")
-            elif f == "answer" and not str(sample.get("answer") or "").strip():
-                missing.append("answer")
-            elif f in LABEL_FIELDS and not self.labels_of(sample, f):
-                missing.append(f"labels.{f}")
-        return missing
+    def present_fields(self, sample: Mapping) -> set[str]:
+        """The task fields (transcript, words, answer, label kinds) that ``sample`` holds non-empty."""
+        present = {f for f in LABEL_FIELDS if self.labels_of(sample, f)}
+        if self.transcript(sample):
+            present.add("transcript")
+        if sample.get("words"):
+            present.add("words")
+        if str(sample.get("answer") or "").strip():
+            present.add("answer")
+        return present
+
+    def missing_fields(self, task: Task, sample: Mapping, present: set[str] | None = None) -> list[str]:
+        """The fields ``task`` needs that ``sample`` lacks or holds empty (named as in the sample)."""
+        present = self.present_fields(sample) if present is None else present
+        return [SAMPLE_KEY_OF_FIELD[f] for f in task.fields if f not in present]
 
     def unknown_labels(self, sample: Mapping) -> list[str]:
         """``kind=value`` for every label of the sample outside the configured label sets."""
@@ -185,8 +189,8 @@ class TaskRegistry:
             bad += [f"{kind}={v}" for v in self.labels_of(sample, kind) if v not in allowed]
         return bad
 
-    def can_serve(self, task: Task, sample: Mapping) -> bool:
-        return not self.missing_fields(task, sample)
+    def can_serve(self, task: Task, sample: Mapping, present: set[str] | None = None) -> bool:
+        return not self.missing_fields(task, sample, present)
 
     # ----------------------------------------------------------------- rendering
     def render(self, task: Task, sample: Mapping) -> str:

@@ -111,3 +111,20 @@ def test_batched_generation_matches_stepwise_greedy(tokenizer_dir, tokenizer):
             want.append(nxt)
             ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
         assert got[i] == want
+
+
+def test_encoder_sub_batches_give_the_same_loss_and_gradients(tokenizer_dir, tokenizer):
+    results = []
+    for sub_batches in (1, 2):
+        model, _ = make(tokenizer_dir, encoder_sub_batches=sub_batches)
+        model.eval()
+        batch = batch_for(model, tokenizer, frames=(90, 57))
+        model.zero_grad()
+        out = model(batch)
+        out["loss_sum"].backward()
+        results.append((out["loss_sum"].item(), model.encoder.conv1.weight.grad.clone()))
+    (loss_one, grad_one), (loss_two, grad_two) = results
+    assert loss_two == pytest.approx(loss_one, rel=1e-5)
+    scale = float(grad_one.abs().max())
+    assert scale > 0
+    torch.testing.assert_close(grad_two, grad_one, rtol=1e-3, atol=1e-4 * scale)

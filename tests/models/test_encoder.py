@@ -1,10 +1,13 @@
 """Our encoder equals transformers' Whisper encoder on the same frames, at any length and in batches."""
 
+import itertools
+import random
+
 import torch
 from transformers import WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperEncoder as HFWhisperEncoder
 
-from osum.models.encoder import WhisperEncoder
+from osum.models.encoder import WhisperEncoder, length_groups
 
 
 def hf_reference(hf: HFWhisperEncoder, cfg: WhisperConfig, mel: torch.Tensor) -> torch.Tensor:
@@ -62,3 +65,30 @@ def test_too_long_audio_is_refused():
         assert "exceeds the encoder's 10 positions" in str(e)
     else:
         raise AssertionError("expected a ValueError")
+
+
+def brute_force_padded(lengths, max_groups):
+    """Cheapest split of the sorted lengths into <= max_groups consecutive groups, by trying every split."""
+    s, best = sorted(lengths), float("inf")
+    for k in range(1, min(max_groups, len(s)) + 1):
+        for cuts in itertools.combinations(range(1, len(s)), k - 1):
+            bounds = (0, *cuts, len(s))
+            best = min(best, sum((b - a) * s[b - 1] for a, b in itertools.pairwise(bounds)))
+    return best
+
+
+def test_length_groups_is_the_cheapest_split():
+    rng = random.Random(0)
+    for _ in range(60):
+        lengths = [rng.randint(50, 600) for _ in range(rng.randint(1, 9))]
+        k = rng.randint(1, 4)
+        groups = length_groups(lengths, k)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))  # every sample once
+        assert 1 <= len(groups) <= k
+        padded = sum(len(g) * max(lengths[i] for i in g) for g in groups)
+        assert padded == brute_force_padded(lengths, k), (lengths, k, groups)
+
+
+def test_length_groups_leaves_equal_lengths_together():
+    assert length_groups([300] * 7, 4) == [list(range(7))]
+    assert [sorted(g) for g in length_groups([100, 400, 101, 399], 2)] == [[0, 2], [1, 3]]
