@@ -33,14 +33,20 @@ def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+EXACT_SPLIT_LIMIT = 1024  # samples per batch up to which length_groups finds the exact optimum
+
+
 def length_groups(lengths: list[int], max_groups: int) -> list[list[int]]:
     """Indices of ``lengths`` split into at most ``max_groups`` groups of consecutive lengths (in sorted
     order) that minimise the padded total, sum over groups of size x longest: an exact dynamic program,
-    vectorised over split points (O(max_groups) array operations on n x n)."""
+    vectorised over split points (O(max_groups) array operations on n x n). Batches of more than
+    ``EXACT_SPLIT_LIMIT`` samples are cut into equal-count groups instead (near the optimum at that size)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     n, k = len(order), max(1, min(max_groups, len(order)))
     if k == 1:
         return [order]
+    if n > EXACT_SPLIT_LIMIT:
+        return [part.tolist() for part in np.array_split(np.array(order), k)]
     sorted_len = np.array([lengths[i] for i in order], dtype=np.float64)
     ends, starts = np.arange(1, n + 1)[:, None], np.arange(n)[None, :]
     span_cost = np.where(starts < ends, (ends - starts) * sorted_len[ends - 1], np.inf)  # [end-1, start]

@@ -92,3 +92,10 @@ def test_length_groups_is_the_cheapest_split():
 def test_length_groups_leaves_equal_lengths_together():
     assert length_groups([300] * 7, 4) == [list(range(7))]
     assert [sorted(g) for g in length_groups([100, 400, 101, 399], 2)] == [[0, 2], [1, 3]]
+
+
+def test_length_groups_of_a_huge_batch_split_by_count():
+    lengths = list(range(3000, 0, -1))
+    groups = length_groups(lengths, 3)
+    assert [len(g) for g in groups] == [1000, 1000, 1000]
+    assert max(lengths[i] for i in groups[0]) < min(lengths[i] for i in groups[1])
