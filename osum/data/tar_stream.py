@@ -3,8 +3,8 @@
 About three times faster than ``tarfile``'s stream mode on shards of small members: one ``read`` per
 header and per member, and header parsing with no per-field objects. Handles ustar, GNU long names
 (``L``) and pax path records (``x``), verifies every header checksum, and raises ``tarfile.ReadError``
-for a corrupt header or a member cut short (a truncated shard). Compressed tar streams
-(gzip, bzip2, xz) go through ``tarfile``.
+for a corrupt header or a member cut short (a truncated shard). Compressed tar streams (gzip, bzip2,
+xz) and streams that cannot be peeked at (``pipe:`` and URL shards) go through ``tarfile``.
 """
 
 from __future__ import annotations
