@@ -46,6 +46,8 @@ def validate(cfg: DictConfig) -> None:
                  "needs a frozen encoder (add '^encoder\\.' to model.freeze)")
         _require(not cfg.data.get("spec_augment"), "model.encoder_cache",
                  "cached encoder outputs cannot see SpecAugment: set data.spec_augment=null")
+    _require(cfg.data.get("features", "loader") in ("loader", "model"), "data.features",
+             f"{cfg.data.get('features')!r} not loader|model")
     _require(int(cfg.model.get("encoder_sub_batches", 1)) >= 1, "model.encoder_sub_batches", "must be >= 1")
     if float(cfg.model.get("ctc_weight", 0.0)) > 0:
         _require(bool(cfg.data.get("ctc_targets")), "model.ctc_weight", "needs data.ctc_targets=true (transcript ids)")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from osum.data.datamodule import build_text_side
-from osum.data.features import log_mel
+from osum.data.features import log_mel_batch
 from osum.tasks import Task
 
 
@@ -55,12 +55,11 @@ class SpeechAssistant:
         return cls.from_export(path, device) if is_export_dir(path) else cls.from_checkpoint(path, device)
 
     def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        mels = [log_mel(a) for a in audios]
-        lengths = torch.tensor([m.shape[0] for m in mels])
-        batch = torch.zeros(len(mels), int(lengths.max()), mels[0].shape[1])
-        for i, m in enumerate(mels):
-            batch[i, : m.shape[0]] = m
-        return batch.to(self.device), lengths.to(self.device)
+        """Log-mel of the encoder's width for a list of 16 kHz waveforms, computed as one batch on the device."""
+        waves = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(a, dtype=torch.float32) for a in audios],
+                                                batch_first=True)
+        lengths = torch.tensor([len(a) for a in audios])
+        return log_mel_batch(waves.to(self.device), lengths.to(self.device), self.backbone.encoder.n_mels)
 
     @torch.no_grad()
     def speech(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,6 +49,17 @@ def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
     assert "<TRANSCRIBE>" in proc.stdout
 
 
+@needs_assets
+def test_features_on_the_model_train_through_the_entry_point(mini_data, tmp_path):
+    run("osum.train", "+recipe=mini", f"paths.data_root={mini_data}", f"paths.exp_root={tmp_path}", "trainer.max_steps=2",
+        "trainer.limit_val_batches=0", "trainer.log_every_n_steps=1", "data.num_workers=0", "data.batch.max_samples=4",
+        "data.features=model",
+        "model.encoder_cache=false", "data.spec_augment={num_time_masks: 2, max_time: 50, num_freq_masks: 2, max_freq: 10}")
+    rows = list(csv.DictReader(open(tmp_path / "mini" / "logs" / "metrics.csv")))
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    assert losses and all(0 < loss < 100 for loss in losses)
+
+
 def test_wrong_key_is_named():
     proc = run("osum.train", "+recipe=mini", "trainer.max_stepz=3", check=False)
     assert proc.returncode != 0

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from osum.data.features import FRAMES_PER_SECOND
+from osum.data.features import FRAMES_PER_SECOND, HOP
 from osum.data.index import duration_bounds, entries_for
 from osum.data.processing import Example
 from osum.template import IGNORE
@@ -159,6 +159,15 @@ def collate(batch: list[Example], pad_id: int) -> dict:
         for i, e in enumerate(batch):
             mel[i, : e.frames] = e.mel
         out["mel"], out["mel_lengths"] = mel, torch.tensor([e.frames for e in batch])
+    if batch[0].audio is not None:  # data.features: model: waveforms, and masks for the model to apply
+        samples = max(int(e.audio.shape[0]) for e in batch)
+        audio = torch.zeros(b, samples)
+        for i, e in enumerate(batch):
+            audio[i, : e.audio.shape[0]] = e.audio
+        out["audio"], out["audio_lengths"] = audio, torch.tensor([int(e.audio.shape[0]) for e in batch])
+        out["mel_lengths"] = out["audio_lengths"] // HOP
+        if batch[0].spec_masks is not None:
+            out["spec_masks"] = torch.tensor([e.spec_masks for e in batch], dtype=torch.long)
     if any(e.ctc_ids for e in batch):  # transcripts for the auxiliary CTC loss; length 0 = none
         ctc = [e.ctc_ids or [] for e in batch]
         out["ctc_targets"] = torch.zeros(b, max(len(c) for c in ctc), dtype=torch.long)

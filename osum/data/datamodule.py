@@ -38,7 +38,8 @@ class SpeechDataModule(L.LightningDataModule):
                  batch: Mapping[str, Any], spec_augment: Mapping[str, Any] | None = None, n_mels: int = 80,
                  num_workers: int = 2, seed: int = 0, valid_tasks: Mapping[str, float] | None = None,
                  temperature: float = 1.0, task_groups: Mapping[str, Any] | None = None,
-                 batch_groups: Mapping[str, float] | None = None, ctc_targets: bool = False):
+                 batch_groups: Mapping[str, float] | None = None, ctc_targets: bool = False,
+                 features: str = "loader"):
         super().__init__()
         self.train_spec, self.valid_spec = train, valid
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
@@ -48,7 +49,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.limits = BatchLimits(**dict(batch))
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
-        self.temperature, self.ctc_targets = temperature, ctc_targets
+        self.temperature, self.ctc_targets, self.features = temperature, ctc_targets, features
         self.task_groups = group_of_task(self.registry, task_groups or {})
         self.batch_groups = dict(batch_groups) if batch_groups else None
         known = {t.output_type for t in self.mixture.tasks} | set(self.task_groups.values())
@@ -91,7 +92,7 @@ class SpeechDataModule(L.LightningDataModule):
                           for shard in s.shards} if train else {}
         return SampleProcessor(self.builder, self.registry, self.mixture if train else self.valid_mixture,
                                self.filters, self.n_mels, self.spec_augment if train else None, shard_mixtures,
-                               self.task_groups, self.ctc_targets)
+                               self.task_groups, self.ctc_targets, self.features)
 
     def resume_from(self, saved: list[dict]) -> None:
         """The data-stream state of a checkpoint (see osum.data.resume); used by the next train loader."""

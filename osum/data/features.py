@@ -1,4 +1,10 @@
-"""Whisper log-mel features at the real audio length, and SpecAugment."""
+"""Whisper log-mel features at the real audio length, and SpecAugment.
+
+Per sample in the loader (``log_mel``, ``spec_augment``), or for a padded batch on the model's device
+(``log_mel_batch``, ``apply_spec_masks``) when ``data.features: model`` leaves them to the accelerator:
+the same numbers either way. SpecAugment masks are always drawn in the loader from the sample's own
+RNG (``draw_spec_masks``), so a resumed stream masks every sample as before, wherever they are applied.
+"""
 
 from __future__ import annotations
 
@@ -43,17 +49,62 @@ def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     return logm.add_(4.0).div_(4.0)
 
 
-def spec_augment(feats: torch.Tensor, rng: random.Random, num_time_masks: int = 2, max_time: int = 50,
-                 num_freq_masks: int = 2, max_freq: int = 10) -> torch.Tensor:
-    """Zero ``num_time_masks`` time spans (<= max_time frames) and ``num_freq_masks`` bands (<= max_freq bins)."""
-    y = feats.clone()
-    t, f = y.shape
+def log_mel_batch(audio: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log_mel`` of each row of a right-padded (B, N) batch, on its device: (B, N // 160, n_mels), each
+    row zero after its own ``lengths[i] // 160`` frames, and those frame counts."""
+    b, n = audio.shape
+    half = N_FFT // 2
+    if int(lengths.min()) <= half:
+        raise ValueError(f"log_mel_batch needs more than {half} samples per row, got {int(lengths.min())}")
+    lengths = lengths.to(audio.device)
+    pos = torch.arange(-half, n + half, device=audio.device)[None, :].expand(b, -1)
+    last = (lengths - 1)[:, None]
+    source = torch.where(pos < 0, -pos, torch.where(pos > last, 2 * last - pos, pos))  # each row's own reflection
+    padded = audio.float().gather(1, source.clamp(0, n - 1))
+    frames = padded.unfold(1, N_FFT, HOP)[:, :-1] * _WINDOW.to(audio.device)
+    spec = torch.fft.rfft(frames)
+    power = (spec * spec.conj()).real
+    logm = (power @ mel_filters(n_mels).to(audio.device)).clamp_(min=1e-10).log10_()
+    n_frames = lengths // HOP
+    real = torch.arange(logm.shape[1], device=audio.device)[None, :] < n_frames[:, None]
+    peak = logm.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2), keepdim=True)
+    logm = torch.maximum(logm, peak - 8.0).add_(4.0).div_(4.0)
+    return logm.masked_fill_(~real[..., None], 0.0), n_frames
+
+
+def draw_spec_masks(frames: int, n_mels: int, rng: random.Random, num_time_masks: int = 2, max_time: int = 50,
+                    num_freq_masks: int = 2, max_freq: int = 10) -> list[tuple[int, int, int]]:
+    """SpecAugment's masks for one sample: (axis 0 = time / 1 = mel bin, start, width), time spans of at
+    most ``max_time`` frames (and a fifth of the sample), bands of at most ``max_freq`` bins."""
+    masks = []
     for _ in range(num_time_masks):
-        w = rng.randint(0, min(max_time, max(t // 5, 1)))
-        s = rng.randint(0, max(t - w, 0))
-        y[s : s + w, :] = 0
+        w = rng.randint(0, min(max_time, max(frames // 5, 1)))
+        masks.append((0, rng.randint(0, max(frames - w, 0)), w))
     for _ in range(num_freq_masks):
         w = rng.randint(0, max_freq)
-        s = rng.randint(0, max(f - w, 0))
-        y[:, s : s + w] = 0
+        masks.append((1, rng.randint(0, max(n_mels - w, 0)), w))
+    return masks
+
+
+def spec_augment(feats: torch.Tensor, rng: random.Random, **masks_cfg) -> torch.Tensor:
+    """Zero time spans and mel bands of one sample's (frames, n_mels) features (see ``draw_spec_masks``)."""
+    y = feats.clone()
+    for axis, start, width in draw_spec_masks(y.shape[0], y.shape[1], rng, **masks_cfg):
+        if axis == 0:
+            y[start : start + width, :] = 0
+        else:
+            y[:, start : start + width] = 0
     return y
+
+
+def apply_spec_masks(mel: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Zero a batch's masks, (B, K, 3) rows of (axis, start, width) as ``draw_spec_masks`` gives, in one op."""
+    if masks.numel() == 0:
+        return mel
+    masks = masks.to(mel.device)
+    axis, start, end = masks[..., 0:1], masks[..., 1:2], masks[..., 1:2] + masks[..., 2:3]  # (B, K, 1)
+    t = torch.arange(mel.shape[1], device=mel.device)[None, None, :]
+    f = torch.arange(mel.shape[2], device=mel.device)[None, None, :]
+    in_time = ((axis == 0) & (t >= start) & (t < end)).any(1)  # (B, T)
+    in_freq = ((axis == 1) & (f >= start) & (f < end)).any(1)  # (B, n_mels)
+    return mel.masked_fill(in_time[:, :, None] | in_freq[:, None, :], 0.0)

@@ -1,4 +1,5 @@
-"""One raw sample -> one model-ready example: decode, filter, choose a task, render, lay out, featurize."""
+"""One raw sample -> one model-ready example: decode, filter, choose a task, render, lay out, featurize
+(or, with ``features="model"``, keep the waveform and the SpecAugment masks for the model's device)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from osum.data.audio import TARGET_SR, decode_audio
-from osum.data.features import HOP, log_mel, spec_augment
+from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
 from osum.data.mixture import TaskMixture
 from osum.data.reader import RawSample
 from osum.data.skips import BadSample
@@ -40,6 +41,8 @@ class Example:
     group: str = ""  # batch group: batches never mix groups (the output type, or a task group of data.task_groups)
     cropped_from: float | None = None  # seconds of the audio before it was cropped to filters.max_seconds
     ctc_ids: list[int] | None = None  # the transcript's token ids, for the auxiliary CTC loss (model.ctc_weight)
+    audio: torch.Tensor | None = None  # 16 kHz waveform, when the model computes the features (data.features: model)
+    spec_masks: list[tuple[int, int, int]] | None = None  # SpecAugment masks for the model to apply, drawn here
 
     @property
     def length(self) -> int:
@@ -47,7 +50,9 @@ class Example:
 
     @property
     def frames(self) -> int:
-        return 0 if self.mel is None else int(self.mel.shape[0])
+        if self.mel is not None:
+            return int(self.mel.shape[0])
+        return 0 if self.audio is None else int(self.audio.shape[0]) // HOP
 
 
 class SampleProcessor:
@@ -56,7 +61,10 @@ class SampleProcessor:
     def __init__(self, builder: SequenceBuilder, registry: TaskRegistry, mixture: TaskMixture,
                  filters: Filters, n_mels: int = 80, spec_aug: dict | None = None,
                  shard_mixtures: dict[str, TaskMixture] | None = None, task_groups: dict[str, str] | None = None,
-                 ctc_targets: bool = False):
+                 ctc_targets: bool = False, features: str = "loader"):
+        if features not in ("loader", "model"):
+            raise ValueError(f"data.features must be 'loader' or 'model', got {features!r}")
+        self.features = features  # where the log-mel is computed: here, or on the model's device
         self.builder, self.registry, self.mixture = builder, registry, mixture
         self.ctc_targets = ctc_targets  # also tokenize each sample's transcript, whatever task it serves
         self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
@@ -100,13 +108,18 @@ class SampleProcessor:
             raise BadSample("target_too_long", f"{n_target} tokens")
         if len(seq) > self.filters.max_sequence:
             raise BadSample("sequence_too_long", f"{len(seq)} tokens")
-        mel = log_mel(audio, self.n_mels)
-        if self.spec_aug:
-            mel = spec_augment(mel, rng, **self.spec_aug)
+        mel = wave = masks = None
+        if self.features == "model":
+            wave = torch.from_numpy(audio)
+            masks = draw_spec_masks(audio.size // HOP, self.n_mels, rng, **self.spec_aug) if self.spec_aug else None
+        else:
+            mel = log_mel(audio, self.n_mels)
+            if self.spec_aug:
+                mel = spec_augment(mel, rng, **self.spec_aug)
         ctc_ids = None
         if self.ctc_targets and meta.get("txt") and cropped_from is None:
             ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
                        input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
                        group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from,
-                       ctc_ids=ctc_ids)
+                       ctc_ids=ctc_ids, audio=wave, spec_masks=masks)

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
@@ -90,6 +91,21 @@ class SpeechLLM(nn.Module):
         out = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=mel.device, dtype=mel.dtype)
         return out, lens
 
+    def speech_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The batch's log-mel (B, T, n_mels) and frame counts: as the loader made them, or computed here on
+        the batch's device from its waveforms (``data.features: model``, float32 even under autocast), with
+        the SpecAugment masks the loader drew applied; ``None`` for a text-only batch."""
+        if batch.get("mel") is not None:
+            return batch["mel"], batch["mel_lengths"]
+        if batch.get("audio") is None:
+            return None
+        audio = batch["audio"]
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            mel, lengths = log_mel_batch(audio, batch["audio_lengths"], self.encoder.n_mels)
+            if batch.get("spec_masks") is not None:
+                mel = apply_spec_masks(mel, batch["spec_masks"])
+        return mel, lengths
+
     def encode_speech(self, mel: torch.Tensor, mel_lengths: torch.Tensor,
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths."""
@@ -123,8 +139,9 @@ class SpeechLLM(nn.Module):
         with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``."""
         speech = speech_lengths = None
         extra = {}
-        if batch.get("mel") is not None:
-            speech, speech_lengths = self.encode_speech(batch["mel"], batch["mel_lengths"], batch.get("keys"))
+        features = self.speech_features(batch)
+        if features is not None:
+            speech, speech_lengths = self.encode_speech(*features, batch.get("keys"))
             if self.ctc is not None and batch.get("ctc_targets") is not None:
                 extra["ctc_loss"], extra["ctc_tokens"] = self.ctc(
                     speech, speech_lengths, self.text_embed.weight, batch["ctc_targets"], batch["ctc_lengths"])

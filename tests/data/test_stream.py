@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from osum.data.batching import BatchLimits
-from osum.data.features import log_mel
+from osum.data.features import apply_spec_masks, log_mel, log_mel_batch
 from osum.data.mixture import TaskMixture
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.reader import read_shard
@@ -187,3 +187,22 @@ def test_over_long_audio_is_cropped_only_for_utterance_labels(tmp_path, tokenize
             assert "2 samples cropped too long" in counts.summary()
         else:
             assert counts.counts == {"too_long": 2} and counts.total == 2
+
+
+def test_model_side_features_ship_waveforms_with_the_same_masks(tmp_path, tokenizer):
+    with ShardWriter(tmp_path, max_samples=100) as w:
+        for i in range(6):
+            w.write(f"u{i}", tone(0.5 + 0.3 * i), 16000, good_meta(i))
+    spec = {"num_time_masks": 2, "max_time": 50, "num_freq_masks": 2, "max_freq": 10}
+    batches = {}
+    for where in ("loader", "model"):
+        proc = processor(tokenizer)
+        proc.spec_aug, proc.features = spec, where
+        limits = BatchLimits(max_tokens=4000, max_frames=4000, max_samples=6, buffer_size=6, frame_groups=1)
+        [batches[where]] = list(ShardStream(resolve_shards(str(tmp_path)), proc, limits, pad_id=0, infinite=False))
+    loader, model = batches["loader"], batches["model"]
+    assert model["mel"] is None and loader.get("audio") is None
+    assert model["keys"] == loader["keys"] and torch.equal(model["input_ids"], loader["input_ids"])
+    assert torch.equal(model["mel_lengths"], loader["mel_lengths"])
+    mel, frames = log_mel_batch(model["audio"], model["audio_lengths"])
+    torch.testing.assert_close(apply_spec_masks(mel, model["spec_masks"]), loader["mel"], atol=1e-6, rtol=1e-6)

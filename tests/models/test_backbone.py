@@ -1,6 +1,7 @@
 """Backbone: placeholders filled, loss over supervised tokens only, freezing and LoRA, generation."""
 
 import copy
+import random
 
 import pytest
 import torch
@@ -128,3 +129,22 @@ def test_encoder_sub_batches_give_the_same_loss_and_gradients(tokenizer_dir, tok
     scale = float(grad_one.abs().max())
     assert scale > 0
     torch.testing.assert_close(grad_two, grad_one, rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_features_on_the_model_give_the_loaders_loss(tokenizer_dir, tokenizer):
+    from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
+
+    model, _ = make(tokenizer_dir)
+    model.eval()
+    rng = torch.Generator().manual_seed(0)
+    audio = [0.1 * torch.randn(n, generator=rng) for n in (14400, 9120)]  # 90 and 57 frames
+    batch = batch_for(model, tokenizer, frames=(90, 57))
+    masks = [draw_spec_masks(len(a) // HOP, 80, random.Random(i)) for i, a in enumerate(audio)]
+    mel = torch.zeros(2, 90, 80)
+    for i, a in enumerate(audio):
+        mel[i, : len(a) // HOP] = spec_augment(log_mel(a), random.Random(i))
+    waves = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+    from_loader = model({**batch, "mel": mel})["loss_sum"]
+    on_model = model({**batch, "mel": None, "audio": waves, "audio_lengths": torch.tensor([14400, 9120]),
+                      "spec_masks": torch.tensor(masks)})["loss_sum"]
+    assert on_model.item() == pytest.approx(from_loader.item(), rel=1e-5)
