@@ -34,13 +34,14 @@ class TaskMixture:
         total = sum(self.weights)
         return {t.tag: w / total for t, w in zip(self.tasks, self.weights)}
 
-    def choose(self, meta: Mapping, rng: random.Random) -> Task:
+    def choose(self, meta: Mapping, rng: random.Random, present: set[str] | None = None) -> Task:
+        """A task this sample can serve (``present``: its fields, see TaskRegistry.present_fields)."""
         if meta.get("task"):
             try:
                 return self.registry.get(str(meta["task"]))
             except UnknownTaskError:
                 raise BadSample("unknown_task", str(meta["task"])[:60]) from None
-        present = self.registry.present_fields(meta)  # once per sample, not once per task
+        present = self.registry.present_fields(meta) if present is None else present  # not once per task
         options = [(t, w) for t, w in zip(self.tasks, self.weights) if self.registry.can_serve(t, meta, present)]
         if not options:
             raise BadSample("no_servable_task", "missing fields for every task of the mixture")

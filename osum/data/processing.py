@@ -75,19 +75,20 @@ class SampleProcessor:
         meta = raw.meta
         if raw.audio is None:
             raise BadSample("missing_audio")
-        task = self.shard_mixtures.get(raw.shard, self.mixture).choose(meta, rng)
+        present = None if "target" in meta else self.registry.present_fields(meta)  # once per sample
+        task = self.shard_mixtures.get(raw.shard, self.mixture).choose(meta, rng, present)
         if "target" in meta:  # original shards carry the rendered target
             target = str(meta["target"]).strip()
             if not target:
                 raise BadSample("empty_target")
         else:
-            missing = self.registry.missing_fields(task, meta)
+            missing = self.registry.missing_fields(task, meta, present)
             if missing:
                 raise BadSample("missing_field", f"{task.tag} needs {missing}")
             unknown = self.registry.unknown_labels(meta)
             if unknown:
                 raise BadSample("unknown_label", ", ".join(unknown))
-            target = self.registry.render(task, meta)
+            target = self.registry.render(task, meta, present)
         crop = self.filters.crop and task.croppable
         declared = meta.get("duration")
         if isinstance(declared, int | float) and declared > self.filters.max_seconds and not crop:

@@ -193,9 +193,9 @@ class TaskRegistry:
         return not self.missing_fields(task, sample, present)
 
     # ----------------------------------------------------------------- rendering
-    def render(self, task: Task, sample: Mapping) -> str:
+    def render(self, task: Task, sample: Mapping, present: set[str] | None = None) -> str:
         """The target text of ``task`` for ``sample``; ``KeyError`` if a field is missing."""
-        missing = self.missing_fields(task, sample)
+        missing = self.missing_fields(task, sample, present)
         if missing:
             raise KeyError(f"task {task.tag} needs {missing}")
         body = ""
