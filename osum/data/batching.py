@@ -141,37 +141,28 @@ class Batcher:
             tuple(r) for refs in state["pending"] for r in refs]
 
 
+def right_padded(rows: list[torch.Tensor], value: float = 0) -> torch.Tensor:
+    """(B, longest, ...) with each row at the start of its slot and ``value`` after it."""
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+
+
 def collate(batch: list[Example], pad_id: int) -> dict:
     """Right-padded tensors plus the per-sample bookkeeping the stages and decoding need."""
-    b, width = len(batch), max(e.length for e in batch)
-    input_ids = torch.full((b, width), pad_id, dtype=torch.long)
-    targets = torch.full((b, width), IGNORE, dtype=torch.long)
-    for i, e in enumerate(batch):
-        input_ids[i, : e.length] = torch.tensor(e.input_ids)
-        targets[i, : e.length] = torch.tensor(e.targets)
+    input_ids = right_padded([torch.tensor(e.input_ids) for e in batch], pad_id)
+    targets = right_padded([torch.tensor(e.targets) for e in batch], IGNORE)
     out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
            "output_type": batch[0].output_type, "input_ids": input_ids, "targets": targets,
            "meta": [e.meta for e in batch], "audio_seconds": sum(e.seconds for e in batch),
            "mel": None, "mel_lengths": None}
     if batch[0].mel is not None:
-        frames = max(e.frames for e in batch)
-        mel = torch.zeros(b, frames, batch[0].mel.shape[1])
-        for i, e in enumerate(batch):
-            mel[i, : e.frames] = e.mel
-        out["mel"], out["mel_lengths"] = mel, torch.tensor([e.frames for e in batch])
+        out["mel"], out["mel_lengths"] = right_padded([e.mel for e in batch]), torch.tensor([e.frames for e in batch])
     if batch[0].audio is not None:  # data.features: model: waveforms, and masks for the model to apply
-        samples = max(int(e.audio.shape[0]) for e in batch)
-        audio = torch.zeros(b, samples)
-        for i, e in enumerate(batch):
-            audio[i, : e.audio.shape[0]] = e.audio
-        out["audio"], out["audio_lengths"] = audio, torch.tensor([int(e.audio.shape[0]) for e in batch])
+        out["audio"] = right_padded([e.audio for e in batch])
+        out["audio_lengths"] = torch.tensor([int(e.audio.shape[0]) for e in batch])
         out["mel_lengths"] = out["audio_lengths"] // HOP
         if batch[0].spec_masks is not None:
             out["spec_masks"] = torch.tensor([e.spec_masks for e in batch], dtype=torch.long)
     if any(e.ctc_ids for e in batch):  # transcripts for the auxiliary CTC loss; length 0 = none
-        ctc = [e.ctc_ids or [] for e in batch]
-        out["ctc_targets"] = torch.zeros(b, max(len(c) for c in ctc), dtype=torch.long)
-        for i, c in enumerate(ctc):
-            out["ctc_targets"][i, : len(c)] = torch.tensor(c, dtype=torch.long)
-        out["ctc_lengths"] = torch.tensor([len(c) for c in ctc])
+        ctc = [torch.tensor(e.ctc_ids or [], dtype=torch.long) for e in batch]
+        out["ctc_targets"], out["ctc_lengths"] = right_padded(ctc), torch.tensor([len(c) for c in ctc])
     return out

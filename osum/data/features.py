@@ -29,6 +29,13 @@ def mel_filters(n_mels: int = 80, sr: int = 16000) -> torch.Tensor:
 _WINDOW = torch.hann_window(N_FFT)
 
 
+def _log10_mel_power(frames: torch.Tensor, n_mels: int) -> torch.Tensor:
+    """log10 of the mel-filtered power spectrum of (..., N_FFT) frames, floored at 1e-10, on their device."""
+    spec = torch.fft.rfft(frames * _WINDOW.to(frames.device))
+    power = (spec * spec.conj()).real  # |X|^2 without strided real/imag views
+    return (power @ mel_filters(n_mels).to(frames.device)).clamp_(min=1e-10).log10_()
+
+
 def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     """Whisper's log-mel of 16 kHz audio without padding to 30 s: (frames, n_mels), frames = len // 160.
 
@@ -41,10 +48,7 @@ def log_mel(audio: np.ndarray | torch.Tensor, n_mels: int = 80) -> torch.Tensor:
     if x.numel() <= half:
         raise ValueError(f"log_mel needs more than {half} samples, got {x.numel()}")
     padded = torch.cat([x[1 : half + 1].flip(0), x, x[-half - 1 : -1].flip(0)])  # reflect padding
-    frames = padded.unfold(0, N_FFT, HOP)[:-1] * _WINDOW
-    spec = torch.fft.rfft(frames)
-    power = (spec * spec.conj()).real  # |X|^2 without strided real/imag views
-    logm = (power @ mel_filters(n_mels)).clamp_(min=1e-10).log10_()
+    logm = _log10_mel_power(padded.unfold(0, N_FFT, HOP)[:-1], n_mels)
     logm.clamp_(min=float(logm.max()) - 8.0)  # in place: every temporary here is a frames x bins copy
     return logm.add_(4.0).div_(4.0)
 
@@ -61,10 +65,7 @@ def log_mel_batch(audio: torch.Tensor, lengths: torch.Tensor, n_mels: int = 80) 
     last = (lengths - 1)[:, None]
     source = torch.where(pos < 0, -pos, torch.where(pos > last, 2 * last - pos, pos))  # each row's own reflection
     padded = audio.float().gather(1, source.clamp(0, n - 1))
-    frames = padded.unfold(1, N_FFT, HOP)[:, :-1] * _WINDOW.to(audio.device)
-    spec = torch.fft.rfft(frames)
-    power = (spec * spec.conj()).real
-    logm = (power @ mel_filters(n_mels).to(audio.device)).clamp_(min=1e-10).log10_()
+    logm = _log10_mel_power(padded.unfold(1, N_FFT, HOP)[:, :-1], n_mels)
     n_frames = lengths // HOP
     real = torch.arange(logm.shape[1], device=audio.device)[None, :] < n_frames[:, None]
     peak = logm.masked_fill(~real[..., None], float("-inf")).amax(dim=(1, 2), keepdim=True)
