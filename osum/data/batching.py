@@ -149,9 +149,11 @@ def right_padded(rows: list[torch.Tensor], value: float = 0) -> torch.Tensor:
 def collate(batch: list[Example], pad_id: int) -> dict:
     """Right-padded tensors plus the per-sample bookkeeping the stages and decoding need."""
     input_ids = right_padded([torch.tensor(e.input_ids) for e in batch], pad_id)
-    targets = right_padded([torch.tensor(e.targets) for e in batch], IGNORE)
+    text_targets = right_padded([torch.tensor(e.text_targets) for e in batch], IGNORE)
+    speech_targets = right_padded([torch.tensor(e.speech_targets) for e in batch], IGNORE)
     out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
-           "output_type": batch[0].output_type, "input_ids": input_ids, "targets": targets,
+           "output_type": batch[0].output_type, "input_ids": input_ids,
+           "text_targets": text_targets, "speech_targets": speech_targets,
            "meta": [e.meta for e in batch], "audio_seconds": sum(e.seconds for e in batch),
            "mel": None, "mel_lengths": None}
     if batch[0].mel is not None:

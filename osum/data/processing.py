@@ -14,7 +14,7 @@ from osum.data.mixture import TaskMixture
 from osum.data.reader import RawSample
 from osum.data.skips import BadSample
 from osum.tasks import TaskRegistry
-from osum.template import SequenceBuilder
+from osum.template import SequenceBuilder, Turn
 
 
 @dataclass
@@ -33,7 +33,8 @@ class Example:
     task: str
     output_type: str
     input_ids: list[int]
-    targets: list[int]
+    text_targets: list[int]
+    speech_targets: list[int]
     mel: torch.Tensor | None
     seconds: float
     meta: dict = field(default_factory=dict)
@@ -103,7 +104,9 @@ class SampleProcessor:
         if seconds < self.filters.min_seconds:
             raise BadSample("too_short", f"{seconds:.2f} s")
         n_speech = self.builder.speech_length(audio.size // HOP)
-        seq = self.builder.build(task.output_type, self.registry.prompt(task, rng), n_speech, target)
+        takes_text = "text" in self.builder.output_type(task.output_type).user  # s2t chat has no instruction
+        instruction = self.registry.prompt(task, rng) if takes_text else None
+        seq = self.builder.build(task.output_type, [Turn.spoken(n_speech, instruction, text=target)])
         n_target = seq.n_supervised
         if n_target > self.filters.max_target_tokens:
             raise BadSample("target_too_long", f"{n_target} tokens")
@@ -121,6 +124,7 @@ class SampleProcessor:
         if self.ctc_targets and meta.get("txt") and cropped_from is None:
             ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
-                       input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
+                       input_ids=seq.input_ids, text_targets=seq.text_targets,
+                       speech_targets=seq.speech_targets, mel=mel, seconds=seconds, meta=meta,
                        group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from,
                        ctc_ids=ctc_ids, audio=wave, spec_masks=masks)

@@ -13,8 +13,8 @@ from osum.data.processing import Example
 
 
 def example(key: str, frames: int, length: int) -> Example:
-    return Example(key, "s.tar", "<TRANSCRIBE>", "text", [1] * length, [1] * length, torch.zeros(frames, 80),
-                   frames / 100)
+    return Example(key, "s.tar", "<TRANSCRIBE>", "text", [1] * length, [1] * length, [-100] * length,
+                   torch.zeros(frames, 80), frames / 100)
 
 
 def index_with(durations_per_shard: list[list[float]]) -> dict:
