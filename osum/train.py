@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from osum.callbacks.checkpoint import newest_valid_checkpoint
 from osum.config import ConfigError, validate
-from osum.models.weights import load_initial_weights
+from osum.models.artifacts import load_initial_weights
+from osum.text import text_config
 
 log = logging.getLogger("osum")
 # Per-task training losses are per rank on purpose (a task may be absent from a rank's batch; syncing
@@ -81,10 +82,9 @@ def run(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     container = OmegaConf.to_container(cfg, resolve=True)
     datamodule = instantiate(cfg.data, _convert_="all")
-    text = {"tokenizer": container["model"]["llm"]["tokenizer"], "template": container["template"],
-            "rendering": container["rendering"]}
     stage = instantiate(cfg.stage, _convert_="all", model=container["model"], optim=container["optim"],
-                        scheduler=container["scheduler"], text=text, run_dir=str(run_dir), faults=container["faults"])
+                        scheduler=container["scheduler"], text=text_config(container), run_dir=str(run_dir),
+                        faults=container["faults"])
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     plugins = [*instantiate(cfg.trainer.get("plugins") or []), *cluster_plugins()]
