@@ -37,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from osum.data.audio import decode_audio  # noqa: E402
 from osum.data.batching import BatchLimits, index_frame_bounds  # noqa: E402
-from osum.data.datamodule import build_text_side  # noqa: E402
 from osum.data.mixture import TaskMixture  # noqa: E402
 from osum.data.processing import Filters, SampleProcessor  # noqa: E402
 from osum.data.reader import read_shard  # noqa: E402
@@ -46,6 +45,7 @@ from osum.data.shards import audio_bytes  # noqa: E402
 from osum.data.skips import SkipCounter  # noqa: E402
 from osum.data.stream import ShardStream  # noqa: E402
 from osum.models.encoder import length_groups  # noqa: E402
+from osum.text import build_text_side  # noqa: E402
 
 TASKS = {"<TRANSCRIBE>": 3, "<TRANSCRIBE> <GENDER>": 1, "<TRANSCRIBE> <EMOTION>": 1, "<TRANSCRIBE> <ALIGN>": 1}
 SPEC_AUG = {"num_time_masks": 2, "max_time": 50, "num_freq_masks": 2, "max_freq": 10}

@@ -48,7 +48,7 @@ from data_prep import mini_effects as fx
 from data_prep.corpus_files import WorkerPool, previous_build, write_corpus_json, write_split
 from data_prep.mini_effects import PROXIES
 from data_prep.tokenizer import build_tokenizer
-from data_prep.tts import Voice, median_f0, synthesize_words
+from data_prep.voices import Voice, median_f0, synthesize_words
 from osum.data.shards import SAMPLE_RATE
 from osum.tasks.labels import MINI_LABEL_SETS, all_tags
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from data_prep.tts import apply_fades, trim_silence
+from data_prep.voices import apply_fades, trim_silence
 from osum.data.shards import SAMPLE_RATE, resample_to_16k
 from osum.tasks.labels import MINI_LABEL_SETS
 

@@ -1,6 +1,6 @@
 """Whole-sentence speech from the Debian TTS engines, with word times where the engine gives them.
 
-Unlike :mod:`data_prep.tts` (each word alone, for exact boundaries on a closed vocabulary), a
+Unlike :mod:`data_prep.voices` (each word alone, for exact boundaries on a closed vocabulary), a
 sentence is synthesized in one go, so it has the engine's own prosody and coarticulation:
 
 - festival: word start/end from the utterance's Word relation (exact, the synthesizer's own);
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from data_prep.tts import Voice
+from data_prep.voices import Voice
 from osum.data.shards import resample_to_16k
 
 WordTimes = list[tuple[str, float, float]]

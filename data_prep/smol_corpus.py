@@ -45,7 +45,7 @@ from data_prep.corpus_files import SHARD_SIZE, previous_build, write_corpus_json
 from data_prep.mini_corpus import question_pairs
 from data_prep.sentence_tts import flite_phone_counts, synthesize_sentences
 from data_prep.text_sources import austen_sentences
-from data_prep.tts import Voice
+from data_prep.voices import Voice
 from osum.data.index import build_index, write_index
 from osum.data.shards import SAMPLE_RATE, ShardWriter
 from osum.tasks.labels import MINI_LABEL_SETS

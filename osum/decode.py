@@ -23,17 +23,10 @@ from osum.data.reader import read_shard
 from osum.data.shardlist import resolve_shards
 from osum.data.skips import BadSample, SkipCounter
 from osum.inference import DecodeOptions, SpeechAssistant
-from osum.metrics.exact import ExactMatch
-from osum.metrics.report import Report
-from osum.metrics.tags import TagAccuracy
-from osum.metrics.timestamps import AlignmentShift
-from osum.metrics.wer import ErrorRate
+from osum.metrics.report import METRIC_OF_KIND, Report
 from osum.tasks import Task, TaskRegistry
 
 log = logging.getLogger("osum.decode")
-
-MAIN_TASKS = ["<TRANSCRIBE>", "<TRANSCRIBE> <ALIGN>", "<TRANSCRIBE> <CAPTION>", "<TRANSCRIBE> <EMOTION>",
-              "<TRANSCRIBE> <STYLE>", "<TRANSCRIBE> <GENDER>", "<TRANSCRIBE> <AGE>", "<TRANSCRIBE> <S2TCHAT>"]
 
 
 def reference_fields(registry: TaskRegistry, task: Task, meta: dict) -> dict:
@@ -49,18 +42,15 @@ def reference_fields(registry: TaskRegistry, task: Task, meta: dict) -> dict:
 
 
 def score(report: Report, registry: TaskRegistry, task: Task, meta: dict, hyp: dict) -> None:
+    """Add one hypothesis to the task's metrics (``Task.metrics``); WER also per sample domain."""
     ref = reference_fields(registry, task, meta)
-    groups = [None] + ([str(meta["domain"])] if meta.get("domain") else [])
-    if task.has_transcript:
-        for g in groups:
-            report.metric(task.tag, "wer", ErrorRate, group=g).add(ref["transcript"], hyp.get("transcript", ""))
-    if "words" in task.fields:
-        report.metric(task.tag, "aas", AlignmentShift).add(ref["words"], hyp.get("words", []))
-    if "answer" in task.fields:
-        report.metric(task.tag, "answer_exact", ExactMatch).add(ref["answer"], hyp.get("answer", ""))
-    for f in task.label_fields:
-        labels = registry.rendering.label_sets.get(f)
-        report.metric(task.tag, f, TagAccuracy, kind=f, labels=labels).add(ref[f], hyp.get(f))
+    domains = [str(meta["domain"])] if meta.get("domain") else []
+    for m in task.metrics:
+        options = ({"kind": m.field, "labels": registry.rendering.label_sets.get(m.field)}
+                   if m.kind == "tag_accuracy" else {})
+        value = hyp[m.field] if m.field in hyp else type(ref[m.field])()  # a field the parser did not find: empty
+        for group in [None, *domains] if m.kind == "wer" else [None]:
+            report.metric(task.tag, m.name, METRIC_OF_KIND[m.kind], group=group, **options).add(ref[m.field], value)
 
 
 def decode(assistant: SpeechAssistant, shards: list[str], tasks: list[str], out_dir: Path, batch_size: int = 16,
@@ -114,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ckpt", required=True, help="a training checkpoint (.ckpt) or an osum.export folder")
     p.add_argument("--shards", required=True, nargs="+", help="shard directory, list file, glob or paths")
     p.add_argument("--out", required=True, help="output directory for hyp.jsonl and the report")
-    p.add_argument("--tasks", nargs="+", default=MAIN_TASKS, help="task tag strings to decode (default: the 8 main)")
+    p.add_argument("--tasks", nargs="+", default=None,
+                   help="task tag strings to decode (default: the task registry's decode tasks, one per kind of field)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--batch-size", type=int, default=16)
@@ -127,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as e:
         sys.exit(f"error: {e}")
     assistant = SpeechAssistant.load(args.ckpt, args.device)
-    report = decode(assistant, shards, args.tasks, Path(args.out), args.batch_size,
+    tasks = args.tasks or assistant.registry.decode_tasks()
+    report = decode(assistant, shards, tasks, Path(args.out), args.batch_size,
                     DecodeOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam), args.limit)
     print(report.format_table())
     print(f"wrote {args.out}/report.json, report.txt, hyp.jsonl")

@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from osum.data.datamodule import build_text_side
 from osum.data.features import log_mel_batch
+from osum.models.artifacts import load_backbone
 from osum.tasks import Task
 from osum.template import Turn
+from osum.text import build_text_side
 
 
 @dataclass
@@ -35,25 +36,19 @@ class SpeechAssistant:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu") -> SpeechAssistant:
-        from osum.stages.understanding import UnderstandingStage
-
-        stage = UnderstandingStage.load_from_checkpoint(path, map_location=device)
-        return cls(stage.backbone, stage.hparams["text"], device)
+        """From a training checkpoint of any stage."""
+        return cls.load(path, device)
 
     @classmethod
     def from_export(cls, directory: str, device: str = "cpu") -> SpeechAssistant:
         """From a folder written by ``osum.export`` (merged LLM, no checkpoint or source folders needed)."""
-        from osum.export import load_export
-
-        backbone, text_cfg = load_export(directory)
-        return cls(backbone, text_cfg, device)
+        return cls.load(directory, device)
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> SpeechAssistant:
         """An export folder (it holds ``osum.yaml``) or a training checkpoint."""
-        from osum.export import is_export_dir
-
-        return cls.from_export(path, device) if is_export_dir(path) else cls.from_checkpoint(path, device)
+        backbone, text_cfg = load_backbone(path, device)
+        return cls(backbone, text_cfg, device)
 
     def features(self, audios: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-mel of the encoder's width for a list of 16 kHz waveforms, computed as one batch on the device."""

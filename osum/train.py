@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from osum.callbacks.checkpoint import newest_valid_checkpoint
 from osum.config import ConfigError, validate
-from osum.models.weights import load_initial_weights
+from osum.models.artifacts import load_initial_weights
+from osum.text import text_config
 
 log = logging.getLogger("osum")
 # Per-task training losses are per rank on purpose (a task may be absent from a rank's batch; syncing
@@ -72,6 +73,23 @@ def write_config(cfg: DictConfig, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """The data module, the stage and the trainer (with its loggers, callbacks and plugins) that ``cfg`` names,
+    writing into ``cfg.run_dir``."""
+    container, run_dir = OmegaConf.to_container(cfg, resolve=True), str(Path(cfg.run_dir))
+    datamodule = instantiate(cfg.data, _convert_="all")
+    stage = instantiate(cfg.stage, _convert_="all", model=container["model"], optim=container["optim"],
+                        scheduler=container["scheduler"], text=text_config(container), run_dir=run_dir,
+                        faults=container["faults"])
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    plugins = [*instantiate(cfg.trainer.get("plugins") or []), *cluster_plugins()]
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=resolve_precision(str(cfg.trainer.precision)),
+                                     logger=loggers or False, callbacks=callbacks, plugins=plugins,
+                                     default_root_dir=run_dir)
+    return datamodule, stage, trainer
+
+
 def run(cfg: DictConfig) -> dict:
     """Train one stage as configured; returns the final logged metrics."""
     use_job_dir(cfg)
@@ -79,21 +97,10 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    container = OmegaConf.to_container(cfg, resolve=True)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    text = {"tokenizer": container["model"]["llm"]["tokenizer"], "template": container["template"],
-            "rendering": container["rendering"]}
-    stage = instantiate(cfg.stage, _convert_="all", model=container["model"], optim=container["optim"],
-                        scheduler=container["scheduler"], text=text, run_dir=str(run_dir), faults=container["faults"])
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    plugins = [*instantiate(cfg.trainer.get("plugins") or []), *cluster_plugins()]
-    trainer: L.Trainer = instantiate(cfg.trainer, precision=resolve_precision(str(cfg.trainer.precision)),
-                                     logger=loggers or False, callbacks=callbacks, plugins=plugins,
-                                     default_root_dir=str(run_dir))
+    datamodule, stage, trainer = build(cfg)
     write_config(cfg, run_dir)
     for logger in trainer.loggers:  # rank zero only, inside each logger
-        logger.log_hyperparams(container)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     ckpt_path = resolve_ckpt(cfg.ckpt_path, run_dir)
     if cfg.init_from and ckpt_path is None:
         load_initial_weights(stage.backbone, cfg.init_from)

@@ -32,7 +32,7 @@ def tokenizer_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tokenizer(tokenizer_dir):
-    from osum.models.llm import load_tokenizer
+    from osum.text import load_tokenizer
 
     return load_tokenizer(tokenizer_dir)
 

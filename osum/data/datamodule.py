@@ -15,21 +15,9 @@ from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
 from osum.data.sources import parse_sets, shares
 from osum.data.stream import ResumePlan, ShardStream, rank_and_world, resume_plan
-from osum.models.llm import load_tokenizer
-from osum.tasks import TaskRegistry
-from osum.template import SequenceBuilder, TemplateConfig
+from osum.text import build_text_side
 
 log = logging.getLogger("osum.data")
-
-
-def build_text_side(tokenizer_path: str, template: Mapping[str, Any], rendering: Mapping[str, Any]):
-    """Tokenizer, sequence builder and task registry: shared by training, decoding and inference."""
-    tokenizer = load_tokenizer(tokenizer_path)
-    t = dict(template)
-    t["strides"] = tuple(t.get("strides", (2, 2, 2)))
-    builder = SequenceBuilder(tokenizer, TemplateConfig(**t))
-    registry = TaskRegistry.from_config(**dict(rendering))
-    return tokenizer, builder, registry
 
 
 class SpeechDataModule(L.LightningDataModule):

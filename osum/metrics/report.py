@@ -26,6 +26,9 @@ from osum.metrics.wer import ErrorRate
 
 Metric = ErrorRate | TagAccuracy | AlignmentShift | ExactMatch
 M = TypeVar("M", ErrorRate, TagAccuracy, AlignmentShift, ExactMatch)
+# The metric kinds the task registry names (osum.tasks.registry.METRIC_OF_FIELD) -> their classes.
+METRIC_OF_KIND: dict[str, type[Metric]] = {"wer": ErrorRate, "alignment_shift": AlignmentShift, "exact": ExactMatch,
+                                           "tag_accuracy": TagAccuracy}
 
 _HEADER = ["task", "metric", "value", "n", "chance", "above chance", "detail"]
 

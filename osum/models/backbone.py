@@ -24,8 +24,9 @@ from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
-from osum.models.llm import apply_lora, base_model, build_llm, load_tokenizer
+from osum.models.llm import apply_lora, base_model, build_llm
 from osum.template import IGNORE, SPEECH, SpeechVocab
+from osum.text import load_tokenizer
 
 
 @dataclass

@@ -139,9 +139,12 @@ class WhisperEncoder(nn.Module):
         from osum.models.weights import load_folder_state_dict, load_with_report
 
         if Path(path).is_file() and Path(path).suffix in (".pt", ".pth"):
-            from osum.models.whisper_openai import load_openai_whisper_encoder
+            from osum.models.whisper_openai import read_openai_encoder
 
-            return load_openai_whisper_encoder(path, strict=strict, **kwargs)
+            sizes, state = read_openai_encoder(path)
+            enc = cls(**sizes, **kwargs)
+            load_with_report(enc, state, strict=strict, what=f"openai Whisper encoder from {path}")
+            return enc
         config = WhisperConfig.from_pretrained(path)
         enc = cls.from_hf_config(config, **kwargs)
         state = load_folder_state_dict(path)

@@ -1,4 +1,4 @@
-"""The LLM side: any Hugging Face causal LM (Qwen2 first) with its tokenizer, and LoRA through peft."""
+"""The LLM side: any Hugging Face causal LM (Qwen2 first) and LoRA through peft (its tokenizer: ``osum.text``)."""
 
 from __future__ import annotations
 
@@ -12,20 +12,6 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def load_tokenizer(path: str):
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
-
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"tokenizer folder {path} does not exist (model.llm.tokenizer / model.llm.path); "
-                                "models load from local folders only")
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token_id is None:  # the pad id only fills masked positions, any real id will do
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: int,

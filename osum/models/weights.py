@@ -62,41 +62,13 @@ def load_with_report(module: nn.Module, state: dict[str, torch.Tensor], strict: 
     return missing, unexpected
 
 
-def _peft_free(name: str) -> str:
-    """A backbone tensor name as it reads without a peft LoRA wrapper around the LLM."""
-    return name.replace("llm.base_model.model.", "llm.", 1).replace(".base_layer.", ".")
-
-
-def _export_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """Backbone-named tensors of an ``osum.export`` folder (merged LLM in ``llm/``, the rest in safetensors)."""
-    from safetensors.torch import load_file
-
-    state = {f"llm.{k}": v for k, v in load_folder_state_dict(directory / "llm").items()}
-    for part, prefix in (("encoder", "encoder."), ("adapter", "adapter."), ("speech", "")):
-        state.update({prefix + k: v for k, v in load_file(str(directory / f"{part}.safetensors")).items()})
-    return state
-
-
-def _checkpoint_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """Backbone-named tensors of a Lightning checkpoint (the stage's ``backbone.`` entries), and the
-    names of the frozen base tensors a trainable-only checkpoint left out on purpose."""
-    checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    state = {k.removeprefix("backbone."): v for k, v in checkpoint["state_dict"].items() if k.startswith("backbone.")}
-    base = checkpoint.get("osum_base_weights") or {}
-    return state, {k.removeprefix("backbone.") for k in base.get("keys", [])}
-
-
-def load_initial_weights(backbone: nn.Module, path: str | Path) -> tuple[list[str], list[str]]:
-    """Weights only (no optimizer, step or data position) from a training checkpoint or an export folder.
-
-    Names are matched across a LoRA wrapper (a plain stage-1 LLM into a stage-2 LLM with LoRA, whose
-    adapters then start fresh); missing and unexpected keys are logged, shape mismatches skipped.
-    """
-    from osum.export import is_export_dir
-
-    path = Path(path)
-    state, from_base = (_export_state_dict(path), set()) if is_export_dir(path) else _checkpoint_state_dict(path)
-    by_plain_name = {_peft_free(k): k for k in backbone.state_dict()}
-    state = {by_plain_name.get(_peft_free(k), k): v for k, v in state.items()}
-    from_base = frozenset(by_plain_name.get(_peft_free(k), k) for k in from_base)
-    return load_with_report(backbone, state, strict=False, what=f"init_from {path}", from_base=from_base)
+def assert_complete(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Raise ``ValueError`` unless ``state`` assigns every tensor of ``model``, no other, each in its shape
+    (converters: a converted model has no random weights left)."""
+    target = model.state_dict()
+    missing = sorted(set(target) - set(state))
+    extra = sorted(set(state) - set(target))
+    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in target.items()
+              if k in state and state[k].shape != v.shape]
+    if missing or extra or shapes:
+        raise ValueError(f"weights not assigned: {missing}; unknown: {extra}; shape mismatches: {shapes}")

@@ -4,7 +4,8 @@ Such a file is a dict with ``dims`` (``n_mels``, ``n_audio_ctx``, ``n_audio_stat
 ``n_audio_layer`` and the decoder's sizes) and ``model_state_dict`` (``encoder.conv1``,
 ``encoder.positional_embedding``, ``encoder.blocks.N.attn.{query,key,value,out}``, ``attn_ln``,
 ``mlp.0``/``mlp.2``, ``mlp_ln``, ``encoder.ln_post``, then ``decoder.*``). The encoder tensors are
-renamed onto :class:`osum.models.encoder.WhisperEncoder`; the decoder is ignored.
+renamed onto :class:`osum.models.encoder.WhisperEncoder` (this module only reads them, so it needs no
+import of the encoder); the decoder is ignored.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-
-from osum.models.encoder import WhisperEncoder
-from osum.models.weights import load_with_report
 
 # (openai name relative to "encoder.", our name): regexes applied in order, the first match wins.
 RENAMES: tuple[tuple[str, str], ...] = (
@@ -64,12 +62,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, int], dict[str, torch.T
     return dict(ckpt["dims"]), ckpt["model_state_dict"]
 
 
-def load_openai_whisper_encoder(path: str | Path, strict: bool = True, **kwargs: Any) -> WhisperEncoder:
-    """A :class:`WhisperEncoder` sized by ``dims`` and loaded from the checkpoint's encoder tensors."""
+def read_openai_encoder(path: str | Path) -> tuple[dict[str, int], dict[str, torch.Tensor]]:
+    """The :class:`~osum.models.encoder.WhisperEncoder` sizes given by ``dims`` and the encoder tensors,
+    renamed, of an openai-whisper ``.pt`` (``WhisperEncoder.from_pretrained`` builds and loads them)."""
     dims, model_state = read_checkpoint(path)
     width = dims["n_audio_state"]
-    encoder = WhisperEncoder(n_mels=dims["n_mels"], d_model=width, n_layers=dims["n_audio_layer"],
-                             n_heads=dims["n_audio_head"], ffn_dim=4 * width,  # Whisper's MLP is always 4x wide
-                             max_source_positions=dims["n_audio_ctx"], **kwargs)
-    load_with_report(encoder, encoder_state(model_state), strict=strict, what=f"openai Whisper encoder from {path}")
-    return encoder
+    sizes = {"n_mels": dims["n_mels"], "d_model": width, "n_layers": dims["n_audio_layer"],
+             "n_heads": dims["n_audio_head"], "ffn_dim": 4 * width,  # Whisper's MLP is always 4x wide
+             "max_source_positions": dims["n_audio_ctx"]}
+    return sizes, encoder_state(model_state)

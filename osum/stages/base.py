@@ -16,6 +16,7 @@ import torch.distributed as dist
 
 from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
+from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
 from osum.models.backbone import build_backbone
 from osum.stages.schedule import lr_factor
 from osum.template import SpeechVocab
@@ -185,38 +186,12 @@ class StageBase(L.LightningModule):
             self.skips.write(Path(self.run_dir) / f"skipped_samples_rank{self.global_rank}.json")
 
     # ------------------------------------------------------------------ checkpoints without the frozen base
-    def _base_prefixes(self) -> tuple[str, ...]:
-        """Frozen weights under these names come back from the pretrained folders when the model is rebuilt."""
-        m = self.hparams["model"]
-        return tuple(p for p, part in (("backbone.encoder.", "encoder"), ("backbone.llm.", "llm"))
-                     if m[part].get("path"))
-
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """``model.checkpoint_weights=trainable``: leave out frozen pretrained tensors (a LoRA run of a 7B
-        LLM saves megabytes, not 15 GB) and record which; ``full`` writes every tensor."""
-        if self.hparams["model"].get("checkpoint_weights", "trainable") == "full":
-            return
-        frozen = {f"backbone.{n}" for n, p in self.backbone.named_parameters(remove_duplicate=False)
-                  if not p.requires_grad}  # tied weights appear under every name
-        prefixes = self._base_prefixes()
-        dropped = [k for k in checkpoint["state_dict"] if k in frozen and k.startswith(prefixes)]
-        for k in dropped:
-            del checkpoint["state_dict"][k]
-        m = self.hparams["model"]
-        checkpoint["osum_base_weights"] = {"keys": dropped, "encoder": m["encoder"].get("path"),
-                                           "llm": m["llm"].get("path")}
+        """Frozen pretrained tensors stay in their folders (``model.checkpoint_weights``, osum.models.artifacts)."""
+        leave_out_frozen_base(checkpoint, self.backbone, self.hparams["model"])
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        base = checkpoint.get("osum_base_weights")
-        if not base:
-            return
-        own = self.state_dict()  # the model was just built from the pretrained folders
-        missing = [k for k in base["keys"] if k not in own]
-        if missing:
-            raise KeyError(f"checkpoint refers to base weights the model does not have: {missing[:5]}")
-        checkpoint["state_dict"].update({k: own[k] for k in base["keys"]})
-        log.info("restored %d frozen tensors from the base weights (encoder %s, llm %s)", len(base["keys"]),
-                 base["encoder"], base["llm"])
+        restore_frozen_base(checkpoint, self.state_dict())  # the model was just built from the pretrained folders
 
     # ------------------------------------------------------------------ non-finite steps
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -4,8 +4,10 @@ A task is named by its tag string, e.g. ``"<TRANSCRIBE> <EMOTION>"`` (reference 
 tag word maps onto one field of a sample (``FIELD_OF_TAG``), so a task is fully described by its tag
 string: the target is rendered from the sample's structured fields in the listed order ("ASR+X":
 transcript first, then one tag per paralinguistic field), and a hypothesis is parsed back into the same
-fields for scoring. Adding a task is one entry in ``DEFAULT_TASKS`` plus a prompt pool; adding a new
-kind of field is one entry in ``FIELD_OF_TAG`` (and, for a label field, a label set).
+fields for scoring, each field by its metric (``METRIC_OF_FIELD``). Adding a task is one entry in
+``DEFAULT_TASKS`` (which also says whether `osum.decode` scores it by default) plus a prompt pool;
+adding a new kind of field is one entry in ``FIELD_OF_TAG`` and one in ``METRIC_OF_FIELD`` (and, for a
+label field, a label set).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -35,29 +38,10 @@ LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
 UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
 SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer",
                        **{f: f"labels.{f}" for f in LABEL_FIELDS}}  # how a missing field is named in messages
-
-# (name, tag string): reference section 2.1; X-only variants and combinations included.
-DEFAULT_TASKS: list[tuple[str, str]] = [
-    ("ASR", "<TRANSCRIBE>"),
-    ("SRWT", "<TRANSCRIBE> <ALIGN>"),
-    ("VED", "<TRANSCRIBE> <CAPTION>"),
-    ("SER", "<TRANSCRIBE> <EMOTION>"),
-    ("SSR", "<TRANSCRIBE> <STYLE>"),
-    ("SGC", "<TRANSCRIBE> <GENDER>"),
-    ("SAP", "<TRANSCRIBE> <AGE>"),
-    ("STTC", "<TRANSCRIBE> <S2TCHAT>"),
-    ("SAP+SGC", "<TRANSCRIBE> <AGE> <GENDER>"),
-    ("SSR+SAP+SGC", "<TRANSCRIBE> <STYLE> <AGE> <GENDER>"),
-    ("SER+SAP+SGC", "<TRANSCRIBE> <EMOTION> <AGE> <GENDER>"),
-    ("VED-only", "<CAPTION>"),
-    ("SER-only", "<EMOTION>"),
-    ("SSR-only", "<STYLE>"),
-    ("SGC-only", "<GENDER>"),
-    ("SAP-only", "<AGE>"),
-    ("SAP+SGC-only", "<AGE> <GENDER>"),
-    ("SSR+SAP+SGC-only", "<STYLE> <AGE> <GENDER>"),
-    ("STTC-only", "<S2TCHAT>"),
-]
+# Field -> (the name of its metric in a report, the metric's kind: a key of osum.metrics.report.METRIC_OF_KIND).
+METRIC_OF_FIELD: dict[str, tuple[str, str]] = {"transcript": ("wer", "wer"), "words": ("aas", "alignment_shift"),
+                                               "answer": ("answer_exact", "exact"),
+                                               **{f: (f, "tag_accuracy") for f in LABEL_FIELDS}}
 
 _TAG_WORD_RE = re.compile(r"<\s*([A-Za-z0-9_]+)\s*>")
 _TIMED_WORD_RE = re.compile(r"(\S+?)<\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*>")
@@ -79,6 +63,14 @@ def normalize_tag_string(tags: str) -> str:
     return " ".join(f"<{w.upper()}>" for w in words)
 
 
+class TaskMetric(NamedTuple):
+    """One metric of a task: its name in the report, its kind, and the field it compares."""
+
+    name: str
+    kind: str
+    field: str
+
+
 @dataclass(frozen=True)
 class Task:
     """One task: its tag string, the fields it reads in order, and its output type."""
@@ -87,15 +79,16 @@ class Task:
     tag: str
     output_type: str = "text"
     fields: tuple[str, ...] = ()
+    decode_by_default: bool = False
 
     @classmethod
-    def from_tag(cls, name: str, tags: str, output_type: str = "text") -> Task:
+    def from_tag(cls, name: str, tags: str, output_type: str = "text", decode_by_default: bool = False) -> Task:
         words = [w.strip("<>") for w in normalize_tag_string(tags).split()]
         unknown = [w for w in words if w not in FIELD_OF_TAG]
         if unknown:
             raise UnknownTaskError(f"task {name!r}: unknown tag word(s) {unknown}; known: {sorted(FIELD_OF_TAG)}")
         return cls(name=name, tag=normalize_tag_string(tags), output_type=output_type,
-                   fields=tuple(FIELD_OF_TAG[w] for w in words))
+                   fields=tuple(FIELD_OF_TAG[w] for w in words), decode_by_default=decode_by_default)
 
     @property
     def has_transcript(self) -> bool:
@@ -106,10 +99,40 @@ class Task:
         return tuple(f for f in self.fields if f in LABEL_FIELDS)
 
     @property
+    def metrics(self) -> tuple[TaskMetric, ...]:
+        """How a hypothesis of this task is scored: one metric per field, in field order."""
+        return tuple(TaskMetric(*METRIC_OF_FIELD[f], field=f) for f in self.fields)
+
+    @property
     def croppable(self) -> bool:
         """True when the target holds for any stretch of the audio: utterance-level labels of the voice
         and manner only (no transcript, words, answer or events, which a crop could cut off)."""
         return bool(self.fields) and all(f in UTTERANCE_LABELS for f in self.fields)
+
+
+# Reference section 2.1; X-only variants and combinations included. ``decode_by_default``: the tasks
+# `python -m osum.decode` scores when it is not given --tasks (one per kind of field).
+DEFAULT_TASKS: list[Task] = [
+    Task.from_tag("ASR", "<TRANSCRIBE>", decode_by_default=True),
+    Task.from_tag("SRWT", "<TRANSCRIBE> <ALIGN>", decode_by_default=True),
+    Task.from_tag("VED", "<TRANSCRIBE> <CAPTION>", decode_by_default=True),
+    Task.from_tag("SER", "<TRANSCRIBE> <EMOTION>", decode_by_default=True),
+    Task.from_tag("SSR", "<TRANSCRIBE> <STYLE>", decode_by_default=True),
+    Task.from_tag("SGC", "<TRANSCRIBE> <GENDER>", decode_by_default=True),
+    Task.from_tag("SAP", "<TRANSCRIBE> <AGE>", decode_by_default=True),
+    Task.from_tag("STTC", "<TRANSCRIBE> <S2TCHAT>", decode_by_default=True),
+    Task.from_tag("SAP+SGC", "<TRANSCRIBE> <AGE> <GENDER>"),
+    Task.from_tag("SSR+SAP+SGC", "<TRANSCRIBE> <STYLE> <AGE> <GENDER>"),
+    Task.from_tag("SER+SAP+SGC", "<TRANSCRIBE> <EMOTION> <AGE> <GENDER>"),
+    Task.from_tag("VED-only", "<CAPTION>"),
+    Task.from_tag("SER-only", "<EMOTION>"),
+    Task.from_tag("SSR-only", "<STYLE>"),
+    Task.from_tag("SGC-only", "<GENDER>"),
+    Task.from_tag("SAP-only", "<AGE>"),
+    Task.from_tag("SAP+SGC-only", "<AGE> <GENDER>"),
+    Task.from_tag("SSR+SAP+SGC-only", "<STYLE> <AGE> <GENDER>"),
+    Task.from_tag("STTC-only", "<S2TCHAT>"),
+]
 
 
 @dataclass
@@ -134,7 +157,7 @@ class TaskRegistry:
             raise ValueError(f"no prompts for task(s) {missing}; add them to the prompt pool")
 
     @classmethod
-    def from_config(cls, prompt_file: str | None = None, tasks: list[tuple[str, str]] | None = None,
+    def from_config(cls, prompt_file: str | None = None, tasks: list[Task] | None = None,
                     **rendering: object) -> TaskRegistry:
         path = Path(prompt_file) if prompt_file else Path(__file__).parent / "prompts" / "en.yaml"
         with open(path, encoding="utf-8") as f:
@@ -143,13 +166,17 @@ class TaskRegistry:
         render = Rendering(**rendering)  # type: ignore[arg-type]
         if label_sets:
             render.label_sets = {k: [canonical(k, v) for v in vs] for k, vs in dict(label_sets).items()}
-        return cls([Task.from_tag(n, t) for n, t in (tasks or DEFAULT_TASKS)], prompts, render)
+        return cls(list(tasks or DEFAULT_TASKS), prompts, render)
 
     def get(self, tags: str) -> Task:
         key = normalize_tag_string(tags)
         if key not in self.tasks:
             raise UnknownTaskError(f"unknown task {tags!r}; known tasks: {sorted(self.tasks)}")
         return self.tasks[key]
+
+    def decode_tasks(self) -> list[str]:
+        """The tag strings `osum.decode` scores by default, in registry order."""
+        return [t.tag for t in self.tasks.values() if t.decode_by_default]
 
     def prompt(self, task: Task, rng: random.Random) -> str | None:
         """One instruction drawn from the task's pool (``None`` for ``<no_prompt>``)."""

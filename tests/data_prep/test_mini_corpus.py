@@ -10,7 +10,7 @@ import pytest
 from shard_samples import read_samples
 
 from data_prep import mini_corpus, mini_effects
-from data_prep.tts import apply_fades
+from data_prep.voices import apply_fades
 from osum.data.index import read_index
 from osum.tasks.labels import MINI_LABEL_SETS
 

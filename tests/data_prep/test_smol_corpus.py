@@ -12,7 +12,7 @@ from shard_samples import read_samples
 
 from data_prep import smol_corpus
 from data_prep.sentence_tts import flite_phone_counts, synthesize_sentences
-from data_prep.tts import Voice
+from data_prep.voices import Voice
 from osum.tasks.labels import MINI_LABEL_SETS
 
 SIZES = {"train": 10, "valid": 2, "test": 4}

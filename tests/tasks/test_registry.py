@@ -70,3 +70,18 @@ def test_prompts_drawn_from_pool(registry):
     task = registry.get("<TRANSCRIBE>")
     seen = {registry.prompt(task, random.Random(i)) for i in range(50)}
     assert seen == set(registry.prompts[task.tag])
+
+
+def test_scoring_is_named_by_the_registry(registry):
+    """Decode's default tasks and every task's metrics come from the registry entries, in a known kind."""
+    from osum.metrics.report import METRIC_OF_KIND
+
+    assert registry.decode_tasks() == ["<TRANSCRIBE>", "<TRANSCRIBE> <ALIGN>", "<TRANSCRIBE> <CAPTION>",
+                                       "<TRANSCRIBE> <EMOTION>", "<TRANSCRIBE> <STYLE>", "<TRANSCRIBE> <GENDER>",
+                                       "<TRANSCRIBE> <AGE>", "<TRANSCRIBE> <S2TCHAT>"]
+    assert [(m.name, m.kind, m.field) for m in registry.get("<TRANSCRIBE> <ALIGN>").metrics] == [
+        ("wer", "wer", "transcript"), ("aas", "alignment_shift", "words")]
+    assert [m.name for m in registry.get("<TRANSCRIBE> <S2TCHAT>").metrics] == ["wer", "answer_exact"]
+    assert [(m.name, m.kind) for m in registry.get("<AGE> <GENDER>").metrics] == [
+        ("age", "tag_accuracy"), ("gender", "tag_accuracy")]
+    assert all(m.kind in METRIC_OF_KIND for t in registry.tasks.values() for m in t.metrics)

@@ -10,8 +10,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from osum.export import export
+from osum.models.artifacts import load_initial_weights
 from osum.models.backbone import build_backbone
-from osum.models.weights import load_initial_weights
+from osum.text import text_config
 from osum.train import run
 
 
@@ -20,9 +21,8 @@ def stage1_ckpt(compose_train, tmp_path):
     """A Lightning checkpoint of a tiny stage without LoRA."""
     cfg = compose_train()
     c = OmegaConf.to_container(cfg, resolve=True)
-    text = {"tokenizer": c["model"]["llm"]["tokenizer"], "template": c["template"], "rendering": c["rendering"]}
     stage = instantiate(cfg.stage, _convert_="all", model=c["model"], optim=c["optim"], scheduler=c["scheduler"],
-                        text=text)
+                        text=text_config(c))
     path = tmp_path / "stage1.ckpt"
     torch.save({"state_dict": stage.state_dict(), "hyper_parameters": dict(stage.hparams), "global_step": 9,
                 "loops": {}, "pytorch-lightning_version": L.__version__}, path)
