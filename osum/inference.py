@@ -7,7 +7,7 @@ same ``SequenceBuilder`` as training did. Loads a training checkpoint or an `osu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,9 @@ import torch
 
 from osum.data.features import log_mel_batch
 from osum.models.artifacts import load_backbone
+from osum.models.generation import GREEDY, generate, settings_for
 from osum.tasks import Task
-from osum.template import Turn
+from osum.template import Reply, Turn
 from osum.text import build_text_side
 
 
@@ -79,3 +80,21 @@ class SpeechAssistant:
                                      num_beams=opts.num_beams)
         return [self.tokenizer.decode(x, skip_special_tokens=False).replace(self.tokenizer.pad_token, "").strip()
                 for x in ids]
+
+    @torch.no_grad()
+    def respond(self, output_type: str, turns: Sequence[list[Turn]], speech: torch.Tensor | None = None,
+                speech_lengths: torch.Tensor | None = None, greedy: bool = False,
+                generator: torch.Generator | None = None, max_new_tokens: int | None = None) -> list[Reply]:
+        """One reply per sample of any output type (think, text, speech codes), through the phased generation loop
+        with the output type's plan and sampling (reference 5.6; ``greedy`` for deterministic decoding).
+        ``speech`` holds the embeddings of every sample's clips, in placeholder order."""
+        out = self.builder.output_type(output_type)
+        plan, text_sampling, speech_sampling = settings_for(out)
+        if greedy:
+            text_sampling = speech_sampling = GREEDY
+        if max_new_tokens:
+            plan = replace(plan, max_new_tokens=max_new_tokens)
+        prompts = [self.builder.prompt(output_type, list(t)) for t in turns]
+        rows = generate(self.backbone, prompts, speech, speech_lengths, plan, self.builder.eos_id,
+                        text_sampling, speech_sampling, generator)
+        return [self.builder.parse(output_type, r.text_ids, r.speech_codes) for r in rows]

@@ -113,3 +113,16 @@ def test_infer_accepts_an_export_folder(trained, tmp_path, capsys):
         main(["--ckpt", str(source), "--audio", str(tmp_path / "a.wav"), "--max-new-tokens", "6", "--device", "cpu"])
         answers.append(capsys.readouterr().out)
     assert answers[0] == answers[1]
+
+
+def test_the_phased_loop_answers_as_transformers_generate(trained):
+    """Greedy text replies through the generation loop (respond) equal transformers' generate (answer)."""
+    assistant = SpeechAssistant.load(str(trained[0]))
+    speech, lengths = assistant.speech(audios())
+    opts = DecodeOptions(max_new_tokens=12)
+    instructions = [assistant.instruction(assistant.registry.get(t), opts) for t in TASKS]
+    want = assistant.answer(speech, lengths, instructions, "text", opts)
+    got = assistant.respond("text", [[Turn.spoken(int(n), i)] for i, n in zip(instructions, lengths)], speech,
+                            lengths, greedy=True, max_new_tokens=12)
+    print("replies:", [r.text for r in got])
+    assert [r.text for r in got] == want

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from osum.template import speech_table_id
+from osum.template import OutputType, speech_table_id
 
 TEXT, SPEECH_PHASE = "text", "speech"
 STOP_RULES = ("text_eos", "speech_end", "text_then_speech")
@@ -63,26 +63,6 @@ class Sampling:
 
 
 GREEDY = Sampling()
-UNDERSTANDING = Sampling(do_sample=True, top_k=5, top_p=0.9, temperature=1.0, repetition_penalty=1.05)
-S2T_CHAT = Sampling(do_sample=True, top_k=2, top_p=1.0, temperature=0.4, repetition_penalty=1.05)
-TTS = Sampling(do_sample=True, top_k=15, top_p=0.8, temperature=1.2, repetition_penalty=1.0)
-S2S = Sampling(do_sample=True, top_k=10, top_p=0.9, temperature=1.2, repetition_penalty=1.0)
-
-# (text phase, speech phase) per output type, from reference 5.6. The original decodes S2S with one setting
-# for both phases, and has no streaming inference: the *_streaming types take their offline type's settings.
-DEFAULT_SAMPLING: dict[str, tuple[Sampling, Sampling]] = {
-    "text": (UNDERSTANDING, GREEDY),
-    "s2t_chat": (S2T_CHAT, GREEDY),
-    "s2t_chat_think": (S2T_CHAT, GREEDY),
-    "text2text": (GREEDY, GREEDY),
-    "text2token": (TTS, TTS),
-    "text2token_streaming": (TTS, TTS),
-    "speech2text_token": (S2S, S2S),
-    "speech2text_token_think": (S2S, S2S),
-    "speech2text_token_history": (S2S, S2S),
-    "speech2text_token_streaming": (S2S, S2S),
-}
-
 
 @dataclass(frozen=True)
 class PhasePlan:
@@ -120,6 +100,13 @@ class PhasePlan:
         if data.get("interleave") is not None:
             data["interleave"] = tuple(data["interleave"])
         return _from_plain(cls, data)
+
+
+def settings_for(output_type: OutputType) -> tuple[PhasePlan, Sampling, Sampling]:
+    """The plan and the (text, speech) sampling of an output type of the template's registry (reference 5.6)."""
+    speech = output_type.speech_sampling
+    return (PhasePlan.from_dict(output_type.plan()), Sampling.from_dict(output_type.sampling),
+            Sampling.from_dict(speech) if speech is not None else GREEDY)
 
 
 @dataclass

@@ -14,15 +14,8 @@ import pytest
 import torch
 
 from osum.models.backbone import build_backbone
-from osum.models.generation import (
-    DEFAULT_SAMPLING,
-    GREEDY,
-    PhasePlan,
-    Sampling,
-    generate,
-    process_logits,
-)
-from osum.template import SPEECH, speech_table_id
+from osum.models.generation import GREEDY, PhasePlan, Sampling, generate, process_logits, settings_for
+from osum.template import OUTPUT_TYPES, SPEECH, speech_table_id
 
 S = 4096  # the speech boundary code
 NEVER = 10**6  # an EOS id no head can produce
@@ -273,10 +266,13 @@ def test_plans_and_sampling_from_plain_data():
     plan = PhasePlan.from_dict({"start_phase": "text", "interleave": [6, 18], "stop": "text_then_speech",
                                 "max_new_tokens": 2000})
     assert plan.interleave == (6, 18)
-    assert Sampling.from_dict({"do_sample": True, "top_k": 15, "top_p": 0.8, "temperature": 1.2}) == \
-        DEFAULT_SAMPLING["text2token"][1]
-    assert DEFAULT_SAMPLING["text2text"] == (GREEDY, GREEDY)
-    assert DEFAULT_SAMPLING["text"][0] == Sampling(True, 5, 0.9, 1.0, 1.05)
+    # every output type of the template's registry gives a valid plan and sampling (reference 5.6 defaults)
+    settings = {name: settings_for(o) for name, o in OUTPUT_TYPES.items()}
+    assert settings["text2token"][0].start_phase == "speech" and settings["text2token"][0].stop == "speech_end"
+    assert settings["text2token"][2] == Sampling(True, 15, 0.8, 1.2, 1.0)
+    assert settings["text2text"][1:] == (GREEDY, GREEDY)
+    assert settings["text"][1] == Sampling(True, 5, 0.9, 1.0, 1.05)
+    assert settings["speech2text_token_streaming"][0].interleave == (6, 18)
     with pytest.raises(ValueError, match="starts in the speech phase"):
         PhasePlan(start_phase="text", stop="speech_end")
     with pytest.raises(ValueError, match="interleave needs"):
