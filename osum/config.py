@@ -44,6 +44,10 @@ def validate(cfg: DictConfig) -> None:
     codes = int(cfg.template.get("speech_codes", 4096))
     _require(int(cfg.model.speech_token_num) == codes + 1, "model.speech_token_num",
              f"must be template.speech_codes + 1 = {codes + 1} (codes and the boundary S), got {cfg.model.speech_token_num}")
+    slots = int(cfg.model.get("utterance_slots", 0))
+    _require(slots in (0, 1), "model.utterance_slots", f"must be 0 or 1, got {slots}")
+    _require(int(cfg.template.get("utterance_slots", 0)) == slots, "template.utterance_slots",
+             f"must equal model.utterance_slots ({slots}): the template lays out that many extra speech embeddings")
     if cfg.model.encoder_cache:
         _require(any(str(p).startswith("^encoder") for p in cfg.model.freeze), "model.encoder_cache",
                  "needs a frozen encoder (add '^encoder\\.' to model.freeze)")

@@ -223,6 +223,7 @@ class TemplateConfig:
     unknown_tag: str = "<&&>"  # a label the data does not know: the model sees "<" ">" and is not trained on it
     # Strides between mel frames and speech embeddings: Whisper conv (2) then adapter convs (2, 2).
     strides: tuple[int, ...] = (2, 2, 2)
+    utterance_slots: int = 0  # extra embeddings per clip before its frames (model.utterance_slots)
 
 
 @dataclass
@@ -308,7 +309,7 @@ class SequenceBuilder:
         n = mel_frames
         for s in self.cfg.strides:
             n = math.ceil(n / s)
-        return n
+        return n + self.cfg.utterance_slots
 
     def system_prompt(self, output_type: str) -> str:
         prompts = {**ORIGINAL_SYSTEM_PROMPTS, **self.cfg.system_prompts}

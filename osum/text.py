@@ -35,11 +35,23 @@ def text_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return {"tokenizer": cfg["model"]["llm"]["tokenizer"], "template": cfg["template"], "rendering": cfg["rendering"]}
 
 
+def template_config(template: Mapping[str, Any]) -> TemplateConfig:
+    """``TemplateConfig`` from a config mapping. Checkpoints written before the speech vocabulary became one
+    setting name its input BOS / EOS rows instead; those rows must be ``speech_codes + 1`` / ``+ 2``."""
+    t = dict(template)
+    t["strides"] = tuple(t.get("strides", (2, 2, 2)))
+    bos, eos = t.pop("speech_bos_row", None), t.pop("speech_eos_row", None)
+    if bos is not None or eos is not None:
+        codes = int(bos) - 1
+        if int(eos) != codes + 2:
+            raise ValueError(f"template: speech_bos_row={bos}, speech_eos_row={eos} are not two consecutive rows")
+        t.setdefault("speech_codes", codes)
+    return TemplateConfig(**t)
+
+
 def build_text_side(tokenizer_path: str, template: Mapping[str, Any], rendering: Mapping[str, Any]):
     """Tokenizer, sequence builder and task registry: shared by training, decoding and inference."""
     tokenizer = load_tokenizer(tokenizer_path)
-    t = dict(template)
-    t["strides"] = tuple(t.get("strides", (2, 2, 2)))
-    builder = SequenceBuilder(tokenizer, TemplateConfig(**t))
+    builder = SequenceBuilder(tokenizer, template_config(template))
     registry = TaskRegistry.from_config(**dict(rendering))
     return tokenizer, builder, registry

@@ -40,16 +40,20 @@ class HeadLoss:
     per_sample_loss: torch.Tensor
     per_sample_tokens: torch.Tensor
     per_sample_correct: torch.Tensor
+    token_targets: torch.Tensor  # per supervised position (detached): its target, cross-entropy and argmax hit
+    token_loss: torch.Tensor
+    token_hits: torch.Tensor
 
     @classmethod
     def empty(cls, batch: int, like: torch.Tensor) -> HeadLoss:
-        zeros = like.new_zeros(batch, dtype=torch.float32)
-        return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros)
+        zeros, none = like.new_zeros(batch, dtype=torch.float32), like.new_zeros(0, dtype=torch.float32)
+        return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros, none.long(), none, none)
 
 
 class SpeechLLM(nn.Module):
     def __init__(self, encoder: WhisperEncoder, adapter: Adapter, llm: nn.Module, speech_token_num: int = 4097,
-                 encoder_cache: bool = False, ctc_weight: float = 0.0, encoder_sub_batches: int = 1):
+                 encoder_cache: bool = False, ctc_weight: float = 0.0, encoder_sub_batches: int = 1,
+                 utterance_embedding: bool = False):
         super().__init__()
         self.encoder, self.adapter, self.llm = encoder, adapter, llm
         hidden = base_model(llm).config.hidden_size
@@ -64,6 +68,12 @@ class SpeechLLM(nn.Module):
         self._encoder_cache: dict[str, torch.Tensor] = {}
         self.ctc_weight = ctc_weight
         self.ctc = EmbeddingCTC(hidden) if ctc_weight > 0 else None  # training aid only: unused in generation
+        # Who is speaking and how (gender, age, emotion, style) is an utterance-level property that a frozen
+        # encoder holds (a linear probe on its mean-pooled output finds it) but the adapter's frame path loses
+        # once the transcript loss, ~93% of the tokens, shapes it. An optional first embedding per clip, the
+        # mean-pooled encoder output through its own projection, keeps that path apart from the transcript's.
+        self.utterance = nn.Sequential(nn.LayerNorm(encoder.d_model), nn.Linear(encoder.d_model, hidden)) \
+            if utterance_embedding else None
 
     # ------------------------------------------------------------------ pieces of the LLM
     @property
@@ -113,12 +123,18 @@ class SpeechLLM(nn.Module):
 
     def encode_speech(self, mel: torch.Tensor, mel_lengths: torch.Tensor,
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths."""
+        """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths; with an utterance
+        embedding, each clip's first embedding is its mean-pooled encoder output, projected (see ``__init__``)."""
         if self.use_encoder_cache and keys is not None and is_frozen(self.encoder):
             enc, enc_lengths = self._encoder_with_cache(mel, mel_lengths, keys)
         else:
             enc, enc_lengths = self._run_encoder(mel, mel_lengths)
-        return self.adapter(enc, enc_lengths)
+        speech, lengths = self.adapter(enc, enc_lengths)
+        if self.utterance is None:
+            return speech, lengths
+        real = lengths_to_mask(enc_lengths, enc.shape[1])[..., None].to(enc.dtype)
+        pooled = (enc * real).sum(1) / enc_lengths.clamp(min=1)[:, None].to(enc.dtype)
+        return torch.cat([self.utterance(pooled)[:, None].to(speech.dtype), speech], 1), lengths + 1
 
     # ------------------------------------------------------------------ embedding of laid-out ids
     def check_vocab(self, vocab: SpeechVocab) -> None:
@@ -155,7 +171,8 @@ class SpeechLLM(nn.Module):
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
-        return HeadLoss(ce.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct)
+        return HeadLoss(ce.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct, targets[sel],
+                        ce.detach(), hits)
 
     def forward(self, input_ids: torch.Tensor, text_targets: torch.Tensor, speech_targets: torch.Tensor | None = None,
                 mel: torch.Tensor | None = None, mel_lengths: torch.Tensor | None = None,
@@ -173,7 +190,7 @@ class SpeechLLM(nn.Module):
         out: dict[str, Any] = {"used": set()}
         if mel is not None:
             speech, speech_lengths = self.encode_speech(mel, mel_lengths, clip_keys)
-            out["used"] |= {"encoder", "adapter"}
+            out["used"] |= {"encoder", "adapter", "utterance"}
             if self.ctc is not None and ctc_targets is not None:
                 out["ctc_loss"], out["ctc_tokens"] = self.ctc(
                     speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
@@ -194,9 +211,10 @@ class SpeechLLM(nn.Module):
 
     def idle_parameters(self, used: set[str]) -> list[nn.Parameter]:
         """Trainable parameters of the optional parts that did not run (and are not shared with one that did)."""
-        parts = {"encoder": self.encoder, "adapter": self.adapter, "ctc": self.ctc, "speech_embed": self.speech_embed,
+        parts = {"encoder": self.encoder, "adapter": self.adapter, "utterance": self.utterance, "ctc": self.ctc,
+                 "speech_embed": self.speech_embed,
                  "text_head": self.text_head, "speech_head": self.speech_head}
-        busy = {id(p) for name in used for p in parts[name].parameters()}
+        busy = {id(p) for name in used if parts[name] is not None for p in parts[name].parameters()}
         busy |= {id(p) for p in self.llm.parameters()} - {id(p) for p in self.text_head.parameters()}
         busy |= {id(p) for p in self.text_embed.parameters()}  # every input is embedded (tied heads stay busy)
         idle = {}
@@ -260,6 +278,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
                       strides=tuple(a["strides"]))
     model = SpeechLLM(encoder, adapter, llm, speech_token_num=cfg["speech_token_num"],
                       encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)),
-                      encoder_sub_batches=int(cfg.get("encoder_sub_batches", 1)))
+                      encoder_sub_batches=int(cfg.get("encoder_sub_batches", 1)),
+                      utterance_embedding=bool(cfg.get("utterance_slots", 0)))
     apply_freezing(model, list(cfg.get("freeze") or []), list(cfg.get("unfreeze") or []))
     return model, tokenizer

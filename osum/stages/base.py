@@ -19,6 +19,8 @@ from osum.data.skips import SkipCounter
 from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
 from osum.models.backbone import build_backbone
 from osum.stages.schedule import lr_factor
+from osum.tasks import TaskRegistry
+from osum.tasks.labels import tag
 from osum.template import SpeechVocab
 
 log = logging.getLogger("osum")
@@ -39,6 +41,22 @@ def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float,
         idx = [i for i, t in enumerate(tasks) if t == tag]
         result[tag] = (float(loss[idx].sum()), float(tokens[idx].sum()), float(correct[idx].sum()))
     return result
+
+
+def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str], torch.Tensor | None]:
+    """Label kinds, and a table token id -> kind index (-1: not a tag) for the label tags that are one token of
+    this tokenizer (tags split into pieces are not monitored here)."""
+    label_sets = TaskRegistry.from_config(**dict(rendering)).rendering.label_sets
+    kinds = sorted(label_sets)
+    table = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    found = False
+    for k, kind in enumerate(kinds):
+        for label in label_sets[kind]:
+            ids = tokenizer.encode(tag(label), add_special_tokens=False)
+            if len(ids) == 1 and ids[0] < len(table):
+                table[ids[0]] = k
+                found = True
+    return kinds, table if found else None
 
 
 def model_inputs(batch: Mapping[str, Any], n_mels: int) -> dict[str, Any]:
@@ -81,6 +99,7 @@ class StageBase(L.LightningModule):
             raise ValueError(f"model.loss_weights: unknown head(s) {unknown}; the heads are {list(HEADS)}")
         self.loss_weights = {h: float(weights.get(h, 1.0)) for h in HEADS}
         self._idle: dict[int, torch.nn.Parameter] | None = None  # parameters no micro-batch of this step used
+        self.tag_kinds, self._tag_kind_of_id = tag_token_kinds(self.tokenizer, (text or {}).get("rendering") or {})
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
         self.run_dir = run_dir
         self.skips = SkipCounter()
@@ -125,8 +144,27 @@ class StageBase(L.LightningModule):
                  batch_size=bs)
         for tag, (loss_sum, n, _) in per_task(batch["tasks"], out).items():  # this rank's batch only
             self.log(f"train/loss_{task_metric_name(tag)}", loss_sum / max(n, 1), batch_size=1)
+        for kind, (t_loss, t_n, t_hits) in self._tag_stats(out["text"]).items():  # this rank's tags
+            self.log(f"train/tag_loss_{kind}", t_loss / t_n, batch_size=1)
+            self.log(f"train/tag_acc_{kind}", t_hits / t_n, batch_size=1)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
         return loss + self._touch_idle(out["used"])
+
+    def _tag_stats(self, head) -> dict[str, tuple[float, float, float]]:
+        """Cross-entropy sum, count and hits at the positions whose target is a label tag, per tag kind: the
+        tags' own learning curve, apart from the transcript and the EOS that follows a tag."""
+        if self._tag_kind_of_id is None or head.token_targets.numel() == 0:
+            return {}
+        table = self._tag_kind_of_id.to(head.token_targets.device)
+        kinds = table[head.token_targets.clamp(max=len(table) - 1)]
+        kinds[head.token_targets >= len(table)] = -1
+        out = {}
+        for k, kind in enumerate(self.tag_kinds):
+            at = kinds == k
+            n = int(at.sum())
+            if n:
+                out[kind] = (float(head.token_loss[at].sum()), float(n), float(head.token_hits[at].sum()))
+        return out
 
     def _touch_idle(self, used: set[str]) -> torch.Tensor | float:
         """Steps may skip parts of the backbone (a text-only batch runs no encoder or adapter). DDP without its
@@ -146,6 +184,7 @@ class StageBase(L.LightningModule):
         sums = {f"task:{tag}": values for tag, values in per_task(batch["tasks"], out).items()}
         sums.update({f"head:{h}": (float(out[h].loss_sum), float(out[h].n_tokens), float(out[h].n_correct))
                      for h in HEADS})
+        sums.update({f"tag:{kind}": values for kind, values in self._tag_stats(out["text"]).items()})
         for key, values in sums.items():
             acc = self._val_sums.setdefault(key, [0.0, 0.0, 0.0])
             for i, v in enumerate(values):
@@ -176,7 +215,10 @@ class StageBase(L.LightningModule):
             if h_tokens:
                 self.log(f"val/loss_{name}", h_loss / h_tokens)
                 self.log(f"val/acc_{name}", h_correct / h_tokens)
-        for key, (t_loss, t_tokens, _) in sums.items():
+        for key, (t_loss, t_tokens, t_correct) in sums.items():
+            if key.startswith("tag:") and t_tokens:
+                self.log(f"val/tag_loss_{key[4:]}", t_loss / t_tokens)
+                self.log(f"val/tag_acc_{key[4:]}", t_correct / t_tokens)
             if key.startswith("task:"):
                 self.log(f"val/loss_{task_metric_name(key.removeprefix('task:'))}", t_loss / max(t_tokens, 1))
 
