@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
 from osum.data.mixture import TaskMixture
 from osum.data.reader import RawSample
 from osum.data.skips import BadSample
-from osum.tasks import TaskRegistry
+from osum.tasks import Task, TaskRegistry
 from osum.template import SequenceBuilder
 
 
@@ -71,12 +72,28 @@ class SampleProcessor:
         self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
         self.task_groups = task_groups or {}  # task tag -> batch group; other tasks group by output type
 
+    def group_of(self, task: Task) -> str:
+        """The batch group of ``task``: its task group of data.task_groups, else its output type."""
+        return self.task_groups.get(task.tag, task.output_type)
+
+    def mixture_of(self, shard: str) -> TaskMixture:
+        return self.shard_mixtures.get(shard, self.mixture)
+
+    def for_group(self, group: str) -> SampleProcessor:
+        """This processor for one batch group's sub-stream: every mixture restricted to the group's tasks."""
+        out = copy.copy(self)
+        keep = lambda task: self.group_of(task) == group  # noqa: E731
+        out.mixture = self.mixture.restricted(keep)
+        restricted = {id(m): m.restricted(keep) for m in self.shard_mixtures.values()}
+        out.shard_mixtures = {shard: restricted[id(m)] for shard, m in self.shard_mixtures.items()}
+        return out
+
     def __call__(self, raw: RawSample, rng: random.Random) -> Example:
         meta = raw.meta
         if raw.audio is None:
             raise BadSample("missing_audio")
         present = None if "target" in meta else self.registry.present_fields(meta)  # once per sample
-        task = self.shard_mixtures.get(raw.shard, self.mixture).choose(meta, rng, present)
+        task = self.mixture_of(raw.shard).choose(meta, rng, present)
         if "target" in meta:  # original shards carry the rendered target
             target = str(meta["target"]).strip()
             if not target:
@@ -122,5 +139,5 @@ class SampleProcessor:
             ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
                        input_ids=seq.input_ids, targets=seq.targets, mel=mel, seconds=seconds, meta=meta,
-                       group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from,
+                       group=self.group_of(task), cropped_from=cropped_from,
                        ctc_ids=ctc_ids, audio=wave, spec_masks=masks)
