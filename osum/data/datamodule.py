@@ -11,10 +11,11 @@ from torch.utils.data import DataLoader
 
 from osum.data.batching import BatchLimits, index_frame_bounds
 from osum.data.mixture import TaskMixture, group_of_task
+from osum.data.mixture_report import describe_mixture
 from osum.data.plan import resume_plan
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
-from osum.data.sources import parse_sets, shares
+from osum.data.sources import parse_sets
 from osum.data.stream import ShardStream, rank_and_world
 from osum.models.llm import load_tokenizer
 from osum.tasks import TaskRegistry
@@ -93,15 +94,8 @@ class SpeechDataModule(L.LightningDataModule):
         log.info("length buckets from the index: bounds %s mel frames", ", ".join(map(str, bounds)) or "none")
 
     def describe_mixture(self) -> str:
-        """Effective share of each shard set and task (before per-sample availability of fields)."""
-        lines = ["training mixture (expected shares of audio; a sample serves only tasks it has fields for):"]
-        for s in self.train_sets:
-            share = shares(self.train_sets, self.temperature)[s.name]
-            size = f"{s.hours:.2f} h" if s.hours else f"{len(s.shards)} shards"
-            lines.append(f"  set {s.name}: {share:.1%} ({size}, weight {s.weight:g})")
-            mixture = self.set_mixtures.get(s.name, self.mixture)
-            lines += [f"    {t}: {share * p:.1%}" for t, p in mixture.shares().items()]
-        return "\n".join(lines)
+        """Expected share of each shard set, batch group and task (see osum.data.mixture_report)."""
+        return describe_mixture(self.train_sets, self.processor(True), self.temperature, self.batch_groups)
 
     def processor(self, train: bool) -> SampleProcessor:
         shard_mixtures = {shard: self.set_mixtures[s.name] for s in self.train_sets if s.name in self.set_mixtures

@@ -35,6 +35,25 @@ LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
 UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
 SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer",
                        **{f: f"labels.{f}" for f in LABEL_FIELDS}}  # how a missing field is named in messages
+FIELD_OF_SAMPLE_KEY = {key: f for f, key in SAMPLE_KEY_OF_FIELD.items()}
+
+
+def sample_keys(sample: Mapping) -> list[str]:
+    """The task-relevant keys a sample holds non-empty, named as in ``SAMPLE_KEY_OF_FIELD`` (``txt``,
+    ``labels.gender`` ...): what a task can be served from, and what the shard index counts."""
+    keys = []
+    if str(sample.get("txt") or "").split():
+        keys.append("txt")
+    if sample.get("words"):
+        keys.append("words")
+    if str(sample.get("answer") or "").strip():
+        keys.append("answer")
+    labels = sample.get("labels") or {}
+    for kind in LABEL_FIELDS:
+        raw = labels.get(kind) if isinstance(labels, Mapping) else None
+        if (raw if isinstance(raw, list) else raw not in (None, "")):
+            keys.append(f"labels.{kind}")
+    return keys
 
 # (name, tag string): reference section 2.1; X-only variants and combinations included.
 DEFAULT_TASKS: list[tuple[str, str]] = [
@@ -168,14 +187,12 @@ class TaskRegistry:
 
     def present_fields(self, sample: Mapping) -> set[str]:
         """The task fields (transcript, words, answer, label kinds) that ``sample`` holds non-empty."""
-        present = {f for f in LABEL_FIELDS if self.labels_of(sample, f)}
-        if self.transcript(sample):
-            present.add("transcript")
-        if sample.get("words"):
-            present.add("words")
-        if str(sample.get("answer") or "").strip():
-            present.add("answer")
-        return present
+        return self.fields_of_keys(sample_keys(sample))
+
+    @staticmethod
+    def fields_of_keys(keys: list[str] | frozenset[str]) -> set[str]:
+        """Sample keys (see ``sample_keys``) -> the task fields they provide."""
+        return {FIELD_OF_SAMPLE_KEY[k] for k in keys if k in FIELD_OF_SAMPLE_KEY}
 
     def missing_fields(self, task: Task, sample: Mapping, present: set[str] | None = None) -> list[str]:
         """The fields ``task`` needs that ``sample`` lacks or holds empty (named as in the sample)."""

@@ -148,3 +148,15 @@ def test_task_groups_keep_tag_tasks_in_their_own_batches(tmp_path, tokenizer):
         group_of_task(registry, {"a": ["<GENDER>"], "b": ["<GENDER>"]})
     with pytest.raises(ValueError, match="task_groups.a"):
         group_of_task(registry, {"a": ["<NOPE>"]})
+
+
+def test_a_state_saved_before_sub_streams_resumes_the_same_stream(shards, tokenizer):
+    """Checkpoints written before batch groups became sub-streams hold one reader's fields per worker."""
+    reference = Trainer(1).consume(make_stream(shards, tokenizer), 10)
+    first = Trainer(1)
+    got = first.consume(make_stream(shards, tokenizer), 4)
+    [saved] = first.saved()
+    for role, state in saved["states"].items():
+        saved["states"][role] = {**state.pop("streams")[ALL], **state}  # the old layout: no "streams"
+    got += Trainer(1).consume(make_stream(shards, tokenizer, resume_plan([saved], 0, 1, 1, shards, 3, True)), 6)
+    assert got == reference
