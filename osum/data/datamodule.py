@@ -10,10 +10,11 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from osum.data.batching import BatchLimits, index_frame_bounds
+from osum.data.filters import Filters
 from osum.data.mixture import TaskMixture, group_of_task
 from osum.data.mixture_report import describe_mixture
 from osum.data.plan import resume_plan
-from osum.data.processing import Filters, SampleProcessor
+from osum.data.processing import SampleProcessor
 from osum.data.shardlist import resolve_shards
 from osum.data.sources import parse_sets
 from osum.data.stream import ShardStream, rank_and_world
@@ -47,7 +48,7 @@ class SpeechDataModule(L.LightningDataModule):
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
         self.mixture = TaskMixture(self.registry, tasks)
         self.valid_mixture = TaskMixture(self.registry, valid_tasks) if valid_tasks else self.mixture
-        self.filters = Filters(**dict(filters))
+        self.filters = Filters.from_config(filters)
         self.limits = BatchLimits(**dict(batch))
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
@@ -59,6 +60,10 @@ class SpeechDataModule(L.LightningDataModule):
         self.set_mixtures = {s.name: TaskMixture(self.registry, s.tasks) for s in self.train_sets if s.tasks}
         if self.batch_groups:
             self._check_batch_groups()
+        known = set(self.builder.output_types) | set(self.task_groups.values())
+        if unknown := sorted(set(self.filters.groups) - known):
+            raise ValueError(f"data.filters.groups: {unknown} are neither output types nor groups of "
+                             f"data.task_groups (known: {sorted(known)})")
         self.valid_shards = resolve_shards(valid) if valid else []
         if self.train_sets:
             log.info("%s", self.describe_mixture())

@@ -92,6 +92,10 @@ class ShardStream(IterableDataset):
         if exact and str(role) in exact["states"]:
             state = exact["states"][str(role)]
             for name, saved in worker_streams(state).items():
+                if name not in subs:
+                    raise RuntimeError(f"the checkpoint's data stream has sub-stream {name!r}, this run has "
+                                       f"{sorted(subs)}: data.batch_groups changed, so the stream cannot resume "
+                                       "exactly (resume with the same batch groups)")
                 subs[name].restore(saved)
             taken = state["batches"]
         while True:
@@ -108,7 +112,6 @@ class ShardStream(IterableDataset):
                 taken: int) -> dict:
         out = collate(batch, self.pad_id)
         out["skips"] = skips.take_unreported()
-        out["group"] = batch[0].group
         out["epoch"] = subs[name].pos.epoch  # the stream epoch of the sub-stream that made it
         if self.infinite:
             out["loader_state"] = {"role": role, "state": {"batches": taken,

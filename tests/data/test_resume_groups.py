@@ -91,7 +91,7 @@ def test_two_groups_of_very_different_weights_resume_exactly_with_bounded_buffer
     assert pending <= BUFFER and buffered <= BUFFER  # one buffer's worth per sub-stream, whatever the weights
 
 
-def test_batch_groups_are_checked_at_start(sets, tokenizer_dir):
+def test_batch_and_filter_groups_are_checked_at_start(sets, tokenizer_dir):
     from osum.data.datamodule import SpeechDataModule
 
     def make(**kw):
@@ -104,5 +104,7 @@ def test_batch_groups_are_checked_at_start(sets, tokenizer_dir):
         make(batch_groups={"text": 1.0, "s2t_chat": 1.0})
     with pytest.raises(ValueError, match="never be trained"):
         make(batch_groups={"text": 1.0})
+    with pytest.raises(ValueError, match=r"data.filters.groups: \['speech2txt'\] are neither output types"):
+        make(filters={"groups": {"speech2txt": {"max_target_tokens": 1500}}})
     text = make(batch_groups={"text": 1.0, "chat": 3.0}).describe_mixture()
     assert "group chat: 75.0% of batches" in text and "<S2TCHAT>: 75.0%" in text

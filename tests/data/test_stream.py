@@ -151,8 +151,8 @@ def test_batches_respect_budget_and_are_right_padded(tmp_path, tokenizer):
         n, width = b["input_ids"].shape
         assert n <= 8 and n * width <= 1500 and n * b["mel"].shape[1] <= 2000
         for i in range(n):
-            real = int((b["targets"][i] != -100).nonzero().max()) + 1  # last supervised position = end of sample
-            assert (b["targets"][i, real:] == -100).all()
+            real = int((b["text_targets"][i] != -100).nonzero().max()) + 1  # last supervised position = end of sample
+            assert (b["text_targets"][i, real:] == -100).all()
         assert b["mel_lengths"].max() == b["mel"].shape[1]
 
 
