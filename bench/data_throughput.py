@@ -132,7 +132,7 @@ def padding_efficiency(batches, sub_batches: int = 1):
         real_f += sum(lengths)
         padded_f += sum(len(g) * max(lengths[i] for i in g) for g in length_groups(lengths, sub_batches))
         n, width = b["input_ids"].shape
-        last = torch.stack([((b["targets"][i] != -100).nonzero().max() + 1) for i in range(n)])
+        last = torch.stack([((b["text_targets"][i] != -100).nonzero().max() + 1) for i in range(n)])
         real_t += int(last.sum())
         padded_t += n * width
     return real_f / padded_f, real_t / padded_t
@@ -140,7 +140,7 @@ def padding_efficiency(batches, sub_batches: int = 1):
 
 def fixed_size_efficiency(batches, batch_size):
     frames = [int(x) for b in batches for x in b["mel_lengths"]]
-    tokens = [int((t != -100).nonzero().max()) + 1 for b in batches for t in b["targets"]]
+    tokens = [int((t != -100).nonzero().max()) + 1 for b in batches for t in b["text_targets"]]
     keys = [k for b in batches for k in b["keys"]]
     order = sorted(range(len(frames)), key=lambda i: keys[i])  # arrival order (shards read in order)
     real_f = padded_f = real_t = padded_t = 0

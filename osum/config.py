@@ -41,6 +41,9 @@ def validate(cfg: DictConfig) -> None:
     _require(strides == [2, *[s for s in cfg.model.adapter.strides if s != 1]], "template.strides",
              f"{strides} must be the encoder stride 2 followed by model.adapter.strides without 1s "
              f"({list(cfg.model.adapter.strides)})")
+    codes = int(cfg.template.get("speech_codes", 4096))
+    _require(int(cfg.model.speech_token_num) == codes + 1, "model.speech_token_num",
+             f"must be template.speech_codes + 1 = {codes + 1} (codes and the boundary S), got {cfg.model.speech_token_num}")
     if cfg.model.encoder_cache:
         _require(any(str(p).startswith("^encoder") for p in cfg.model.freeze), "model.encoder_cache",
                  "needs a frozen encoder (add '^encoder\\.' to model.freeze)")

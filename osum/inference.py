@@ -16,6 +16,7 @@ import torch
 from osum.data.datamodule import build_text_side
 from osum.data.features import log_mel_batch
 from osum.tasks import Task
+from osum.template import Turn
 
 
 @dataclass
@@ -76,7 +77,8 @@ class SpeechAssistant:
                output_type: str = "text", opts: DecodeOptions | None = None) -> list[str]:
         """One text answer per row of ``speech``, each for its own instruction."""
         opts = opts or DecodeOptions()
-        prompts = [self.builder.prompt(output_type, instr, int(n)) for instr, n in zip(instructions, speech_lengths)]
+        prompts = [self.builder.prompt(output_type, [Turn.spoken(int(n), instr)])
+                   for instr, n in zip(instructions, speech_lengths)]
         ids = self.backbone.generate(prompts, speech, speech_lengths, eos_id=self.builder.eos_id,
                                      pad_id=self.tokenizer.pad_token_id, max_new_tokens=opts.max_new_tokens,
                                      num_beams=opts.num_beams)

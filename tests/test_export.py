@@ -15,6 +15,7 @@ import yaml
 from osum.export import export
 from osum.inference import DecodeOptions, SpeechAssistant
 from osum.stages.understanding import UnderstandingStage
+from osum.template import Turn
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = {
@@ -93,8 +94,9 @@ def test_export_generates_exactly_what_the_checkpoint_generates(trained):
     for assistant in (from_ckpt, from_export):
         speech, lengths = assistant.speech(audios())
         opts = DecodeOptions(max_new_tokens=12)
-        prompts = [assistant.builder.prompt("text", assistant.instruction(assistant.registry.get(t), opts), int(n))
-                   for t, n in zip(TASKS, lengths)]
+        prompts = [assistant.builder.prompt(
+            "text", [Turn.spoken(int(n), assistant.instruction(assistant.registry.get(t), opts))])
+            for t, n in zip(TASKS, lengths)]
         ids.append(assistant.backbone.generate(prompts, speech, lengths, eos_id=assistant.builder.eos_id,
                                                pad_id=assistant.tokenizer.pad_token_id, max_new_tokens=12))
     assert ids[0] == ids[1]

@@ -1,9 +1,10 @@
 """SpeechLLM: the one backbone of every stage (encoder -> adapter -> spliced into a causal LLM).
 
 The backbone knows nothing of Lightning, Hydra or file formats. It embeds the token ids laid out by
-``osum.template`` (filling the speech placeholders with adapter outputs), applies the text head only at
-supervised positions, and returns summed losses so that the caller can normalise by the number of
-supervised tokens of the whole (global) batch. A speech-token table (codes plus marker rows) and a
+``osum.template`` (filling the speech placeholders with adapter outputs), runs the text head and the
+speech head each only at its own supervised positions, and returns a loss sum and a token count per
+head, so that the caller can normalise each by its supervised tokens of the whole (global) batch. It
+takes tensors; unpacking a loader batch (and computing log-mel on the device) is the stage's job. A speech-token table (codes plus marker rows) and a
 speech head exist from the start (reference section 1.5) so that later stages and original checkpoints
 map onto the same module.
 """
@@ -12,19 +13,37 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
 from osum.models.llm import apply_lora, base_model, build_llm, load_tokenizer
-from osum.template import IGNORE, SPEECH
+from osum.template import IGNORE, SPEECH, SpeechVocab
+
+
+@dataclass
+class HeadLoss:
+    """One head's summed cross-entropy over its supervised positions, their count, the correct argmaxes, and
+    the same per sample (for per-task logging)."""
+
+    loss_sum: torch.Tensor
+    n_tokens: torch.Tensor
+    n_correct: torch.Tensor
+    per_sample_loss: torch.Tensor
+    per_sample_tokens: torch.Tensor
+    per_sample_correct: torch.Tensor
+
+    @classmethod
+    def empty(cls, batch: int, like: torch.Tensor) -> HeadLoss:
+        zeros = like.new_zeros(batch, dtype=torch.float32)
+        return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros)
 
 
 class SpeechLLM(nn.Module):
@@ -91,21 +110,6 @@ class SpeechLLM(nn.Module):
         out = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True).to(device=mel.device, dtype=mel.dtype)
         return out, lens
 
-    def speech_features(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The batch's log-mel (B, T, n_mels) and frame counts: as the loader made them, or computed here on
-        the batch's device from its waveforms (``data.features: model``, float32 even under autocast), with
-        the SpecAugment masks the loader drew applied; ``None`` for a text-only batch."""
-        if batch.get("mel") is not None:
-            return batch["mel"], batch["mel_lengths"]
-        if batch.get("audio") is None:
-            return None
-        audio = batch["audio"]
-        with torch.autocast(device_type=audio.device.type, enabled=False):
-            mel, lengths = log_mel_batch(audio, batch["audio_lengths"], self.encoder.n_mels)
-            if batch.get("spec_masks") is not None:
-                mel = apply_spec_masks(mel, batch["spec_masks"])
-        return mel, lengths
-
     def encode_speech(self, mel: torch.Tensor, mel_lengths: torch.Tensor,
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths."""
@@ -116,12 +120,19 @@ class SpeechLLM(nn.Module):
         return self.adapter(enc, enc_lengths)
 
     # ------------------------------------------------------------------ embedding of laid-out ids
+    def check_vocab(self, vocab: SpeechVocab) -> None:
+        """The speech table and head have the sizes the template's speech vocabulary needs."""
+        vocab.check(self.speech_embed.num_embeddings, self.speech_head.out_features)
+
     def embed(self, input_ids: torch.Tensor, speech: torch.Tensor | None,
               speech_lengths: torch.Tensor | None) -> torch.Tensor:
-        """Token ids (text >= 0, SPEECH placeholders, speech-table rows <= -2) -> input embeddings."""
-        text = self.text_embed(input_ids.clamp(min=0))
-        rows = (-input_ids - 2).clamp(min=0, max=self.speech_embed.num_embeddings - 1)
-        emb = torch.where((input_ids <= -2)[..., None], self.speech_embed(rows).to(text.dtype), text)
+        """Token ids (text >= 0, SPEECH placeholders, speech-table rows <= -2) -> input embeddings. A row outside
+        the speech table raises (no clamping)."""
+        emb = self.text_embed(input_ids.clamp(min=0))  # placeholder and row positions are replaced below
+        is_row = input_ids <= -2
+        if bool(is_row.any()):
+            rows = torch.where(is_row, -input_ids - 2, 0)
+            emb = torch.where(is_row[..., None], self.speech_embed(rows).to(emb.dtype), emb)
         slots = input_ids == SPEECH
         if speech is not None:
             packed = speech[lengths_to_mask(speech_lengths, speech.shape[1])]
@@ -134,30 +145,65 @@ class SpeechLLM(nn.Module):
         return emb
 
     # ------------------------------------------------------------------ training
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Summed cross-entropy over supervised tokens, plus per-sample sums for per-task logging, and
-        with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``."""
-        speech = speech_lengths = None
-        extra = {}
-        features = self.speech_features(batch)
-        if features is not None:
-            speech, speech_lengths = self.encode_speech(*features, batch.get("keys"))
-            if self.ctc is not None and batch.get("ctc_targets") is not None:
-                extra["ctc_loss"], extra["ctc_tokens"] = self.ctc(
-                    speech, speech_lengths, self.text_embed.weight, batch["ctc_targets"], batch["ctc_lengths"])
-        emb = self.embed(batch["input_ids"], speech, speech_lengths)
-        # Padding is only at the right: causal attention never lets a real token see it, so no mask is needed.
-        hidden = self.decoder(inputs_embeds=emb, use_cache=False).last_hidden_state
-        targets = batch["targets"]
-        sel = targets != IGNORE
-        logits = self.text_head(hidden[sel])
+    @staticmethod
+    def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, sel: torch.Tensor) -> HeadLoss:
+        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere)."""
+        logits = head(hidden[sel])
         ce = F.cross_entropy(logits.float(), targets[sel], reduction="none")
         sample_of_token = sel.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
-        return {"loss_sum": ce.sum(), "n_tokens": sel.sum(), "n_correct": hits.sum(), **extra,
-                "per_sample_loss": per_sample, "per_sample_tokens": sel.sum(1), "per_sample_correct": per_sample_correct}
+        return HeadLoss(ce.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct)
+
+    def forward(self, input_ids: torch.Tensor, text_targets: torch.Tensor, speech_targets: torch.Tensor | None = None,
+                mel: torch.Tensor | None = None, mel_lengths: torch.Tensor | None = None,
+                clip_keys: list[str] | None = None, ctc_targets: torch.Tensor | None = None,
+                ctc_lengths: torch.Tensor | None = None) -> dict[str, Any]:
+        """Summed cross-entropy per head (``text``, ``speech``: a ``HeadLoss`` each, the head run only at its own
+        positions), with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``, and
+        ``used``: the names of the optional parts that ran (encoder, adapter, ctc, speech_embed, text_head,
+        speech_head; see ``idle_parameters``).
+
+        ``input_ids``, ``text_targets``, ``speech_targets``: (B, L), laid out by ``osum.template``; ``mel``
+        (N, T, n_mels) and ``mel_lengths`` (N,): one row per speech clip, in placeholder order; ``clip_keys``
+        name the clips for the frozen-encoder cache; ``ctc_targets`` (N, U) / ``ctc_lengths`` (N,) per clip."""
+        speech = speech_lengths = None
+        out: dict[str, Any] = {"used": set()}
+        if mel is not None:
+            speech, speech_lengths = self.encode_speech(mel, mel_lengths, clip_keys)
+            out["used"] |= {"encoder", "adapter"}
+            if self.ctc is not None and ctc_targets is not None:
+                out["ctc_loss"], out["ctc_tokens"] = self.ctc(
+                    speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
+                out["used"].add("ctc")
+        emb = self.embed(input_ids, speech, speech_lengths)
+        if bool((input_ids <= -2).any()):
+            out["used"].add("speech_embed")
+        # Padding is only at the right: causal attention never lets a real token see it, so no mask is needed.
+        hidden = self.decoder(inputs_embeds=emb, use_cache=False).last_hidden_state
+        for name, head, targets in (("text", self.text_head, text_targets), ("speech", self.speech_head, speech_targets)):
+            sel = None if targets is None else targets != IGNORE
+            if sel is not None and bool(sel.any()):
+                out[name] = self._head_loss(head, hidden, targets, sel)
+                out["used"].add(f"{name}_head")
+            else:
+                out[name] = HeadLoss.empty(input_ids.shape[0], hidden)
+        return out
+
+    def idle_parameters(self, used: set[str]) -> list[nn.Parameter]:
+        """Trainable parameters of the optional parts that did not run (and are not shared with one that did)."""
+        parts = {"encoder": self.encoder, "adapter": self.adapter, "ctc": self.ctc, "speech_embed": self.speech_embed,
+                 "text_head": self.text_head, "speech_head": self.speech_head}
+        busy = {id(p) for name in used for p in parts[name].parameters()}
+        busy |= {id(p) for p in self.llm.parameters()} - {id(p) for p in self.text_head.parameters()}
+        busy |= {id(p) for p in self.text_embed.parameters()}  # every input is embedded (tied heads stay busy)
+        idle = {}
+        for name, module in parts.items():
+            if name in used or module is None:
+                continue
+            idle.update({id(p): p for p in module.parameters() if p.requires_grad and id(p) not in busy})
+        return list(idle.values())
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

@@ -14,25 +14,47 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
+from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
 from osum.models.backbone import build_backbone
 from osum.stages.schedule import lr_factor
+from osum.template import SpeechVocab
 
 log = logging.getLogger("osum")
+
+HEADS = ("text", "speech")
 
 
 class NonFiniteError(RuntimeError):
     """Too many optimizer steps in a row had a NaN or inf loss or gradient."""
 
 
-def per_task(tasks: list[str], out: Mapping[str, torch.Tensor]) -> dict[str, tuple[float, float, float]]:
-    """Summed loss, supervised tokens and correct tokens per task of a batch."""
+def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
+    """Summed loss, supervised tokens and correct tokens per task of a batch (both heads together)."""
+    loss, tokens, correct = (sum(getattr(out[h], f) for h in HEADS).float()
+                             for f in ("per_sample_loss", "per_sample_tokens", "per_sample_correct"))
     result = {}
     for tag in sorted(set(tasks)):
         idx = [i for i, t in enumerate(tasks) if t == tag]
-        result[tag] = (float(out["per_sample_loss"][idx].sum()), float(out["per_sample_tokens"][idx].sum()),
-                       float(out["per_sample_correct"][idx].sum()))
+        result[tag] = (float(loss[idx].sum()), float(tokens[idx].sum()), float(correct[idx].sum()))
     return result
+
+
+def model_inputs(batch: Mapping[str, Any], n_mels: int) -> dict[str, Any]:
+    """A loader batch -> the tensors ``SpeechLLM.forward`` takes. With ``data.features: model`` the batch holds
+    waveforms: their log-mel is computed here on the batch's device (float32 even under autocast) with the
+    SpecAugment masks the loader drew."""
+    mel, mel_lengths = batch.get("mel"), batch.get("mel_lengths")
+    if mel is None and batch.get("audio") is not None:
+        audio = batch["audio"]
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            mel, mel_lengths = log_mel_batch(audio, batch["audio_lengths"], n_mels)
+            if batch.get("spec_masks") is not None:
+                mel = apply_spec_masks(mel, batch["spec_masks"])
+    return {"input_ids": batch["input_ids"], "text_targets": batch["text_targets"],
+            "speech_targets": batch.get("speech_targets"), "mel": mel, "mel_lengths": mel_lengths,
+            "clip_keys": batch.get("clip_keys", batch.get("keys")), "ctc_targets": batch.get("ctc_targets"),
+            "ctc_lengths": batch.get("ctc_lengths")}
 
 
 def task_metric_name(tag: str) -> str:
@@ -51,6 +73,13 @@ class StageBase(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.backbone, self.tokenizer = build_backbone(model)
+        self.backbone.check_vocab(SpeechVocab(int(((text or {}).get("template") or {}).get("speech_codes", 4096))))
+        weights = dict(model.get("loss_weights") or {})
+        unknown = sorted(set(weights) - set(HEADS))
+        if unknown:
+            raise ValueError(f"model.loss_weights: unknown head(s) {unknown}; the heads are {list(HEADS)}")
+        self.loss_weights = {h: float(weights.get(h, 1.0)) for h in HEADS}
+        self._idle: dict[int, torch.nn.Parameter] | None = None  # parameters no micro-batch of this step used
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
         self.run_dir = run_dir
         self.skips = SkipCounter()
@@ -61,39 +90,65 @@ class StageBase(L.LightningModule):
 
     # ------------------------------------------------------------------ loss over the global batch
     def _global_tokens(self, n_tokens: torch.Tensor) -> torch.Tensor:
+        """Supervised tokens per head over all ranks: one all-reduce of a small vector."""
         n = n_tokens.detach().float().clone()
         if dist.is_available() and dist.is_initialized() and self.trainer.world_size > 1:
             dist.all_reduce(n)
-        return n.clamp(min=1.0)
+        return n
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         now = time.perf_counter()
+        bs = len(batch["keys"])
         if self._last_step_time is not None:
             self.log("audio_s_per_s", batch["audio_seconds"] / max(now - self._last_step_time, 1e-6),
-                     prog_bar=True, batch_size=len(batch["keys"]))
+                     prog_bar=True, batch_size=bs)
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
-        out = self.backbone(batch)
-        bs = len(batch["keys"])
-        # DDP averages gradients over ranks: scale so that the result is the mean over all supervised tokens.
-        loss = out["loss_sum"] * self.trainer.world_size / self._global_tokens(out["n_tokens"])
-        # the mean of these over ranks is the global token mean: the same value is logged on every rank
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels))
+        heads = [out[h] for h in HEADS]
+        tokens = self._global_tokens(torch.stack([h.n_tokens for h in heads]))
+        # DDP averages gradients over ranks: scale so that each head's loss is its mean over all its supervised
+        # tokens; the mean over ranks of what is logged is then the global mean, the same on every rank.
+        loss = heads[0].loss_sum.new_zeros(())
+        for name, head, n in zip(HEADS, heads, tokens.tolist()):
+            if n > 0:
+                head_loss = head.loss_sum * self.trainer.world_size / n
+                loss = loss + self.loss_weights[name] * head_loss
+                self.log(f"train/loss_{name}", head_loss.detach(), batch_size=bs, sync_dist=True)
+                self.log(f"train/acc_{name}", head.n_correct.float() / head.n_tokens.clamp(min=1), batch_size=bs)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
         if "ctc_loss" in out:  # auxiliary: this rank's mean per transcript token, averaged over ranks by DDP
             self.log("train/ctc_loss", out["ctc_loss"].detach(), prog_bar=True, batch_size=bs)
             loss = loss + self.backbone.ctc_weight * out["ctc_loss"]
-        self.log("train/token_acc", out["n_correct"].float() / out["n_tokens"].clamp(min=1), batch_size=bs)
-        for tag, (loss_sum, tokens, _) in per_task(batch["tasks"], out).items():  # this rank's batch only
-            self.log(f"train/loss_{task_metric_name(tag)}", loss_sum / max(tokens, 1), batch_size=1)
+        self.log("train/token_acc", sum(h.n_correct for h in heads).float() / sum(h.n_tokens for h in heads).clamp(min=1),
+                 batch_size=bs)
+        for tag, (loss_sum, n, _) in per_task(batch["tasks"], out).items():  # this rank's batch only
+            self.log(f"train/loss_{task_metric_name(tag)}", loss_sum / max(n, 1), batch_size=1)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
-        return loss
+        return loss + self._touch_idle(out["used"])
+
+    def _touch_idle(self, used: set[str]) -> torch.Tensor | float:
+        """Steps may skip parts of the backbone (a text-only batch runs no encoder or adapter). DDP without its
+        unused-parameter search expects a gradient for every trainable parameter, so under DDP the skipped
+        ones get an exact zero through the graph; ``on_before_optimizer_step`` then drops those gradients, so
+        the optimizer leaves them alone as a single process would. Every rank skips the same parts: the
+        batch group, which decides them, is drawn alike on every rank."""
+        idle = {id(p): p for p in self.backbone.idle_parameters(used)}
+        self._idle = idle if self._idle is None else {k: p for k, p in self._idle.items() if k in idle}
+        if not idle or self.trainer.world_size == 1:
+            return 0.0
+        return 0.0 * torch.stack([p.view(-1)[0].float() for p in idle.values()]).sum()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._last_step_time = None  # do not count validation time as training throughput
-        out = self.backbone(batch)
-        for tag, (loss_sum, tokens, correct) in per_task(batch["tasks"], out).items():
-            acc = self._val_sums.setdefault(tag, [0.0, 0.0, 0.0])
-            acc[0], acc[1], acc[2] = acc[0] + loss_sum, acc[1] + tokens, acc[2] + correct
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels))
+        sums = {f"task:{tag}": values for tag, values in per_task(batch["tasks"], out).items()}
+        sums.update({f"head:{h}": (float(out[h].loss_sum), float(out[h].n_tokens), float(out[h].n_correct))
+                     for h in HEADS})
+        for key, values in sums.items():
+            acc = self._val_sums.setdefault(key, [0.0, 0.0, 0.0])
+            for i, v in enumerate(values):
+                acc[i] += v
 
     def on_validation_epoch_start(self) -> None:
         self._val_sums: dict[str, list[float]] = {}
@@ -112,11 +167,17 @@ class StageBase(L.LightningModule):
                         acc[i] += v
         if not sums:
             return
-        loss_sum, tokens, correct = (sum(v[i] for v in sums.values()) for i in range(3))
+        heads = {k.removeprefix("head:"): v for k, v in sums.items() if k.startswith("head:")}
+        loss_sum, tokens, correct = (sum(v[i] for v in heads.values()) for i in range(3))
         self.log("val/loss", loss_sum / max(tokens, 1), prog_bar=True)
         self.log("val/token_acc", correct / max(tokens, 1))
-        for tag, (t_loss, t_tokens, _) in sums.items():
-            self.log(f"val/loss_{task_metric_name(tag)}", t_loss / max(t_tokens, 1))
+        for name, (h_loss, h_tokens, h_correct) in heads.items():
+            if h_tokens:
+                self.log(f"val/loss_{name}", h_loss / h_tokens)
+                self.log(f"val/acc_{name}", h_correct / h_tokens)
+        for key, (t_loss, t_tokens, _) in sums.items():
+            if key.startswith("task:"):
+                self.log(f"val/loss_{task_metric_name(key.removeprefix('task:'))}", t_loss / max(t_tokens, 1))
 
     def on_train_end(self) -> None:
         log.info("rank %d: %s", self.global_rank, self.skips.summary())
@@ -160,6 +221,9 @@ class StageBase(L.LightningModule):
     # ------------------------------------------------------------------ non-finite steps
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """A NaN/inf gradient (a non-finite loss gives one) on any rank: drop all gradients, so no update."""
+        for p in (self._idle or {}).values():  # parts no micro-batch of this step ran: no update (see _touch_idle)
+            p.grad = None
+        self._idle = None
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
         if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):

@@ -1,13 +1,13 @@
 """Backbone: placeholders filled, loss over supervised tokens only, freezing and LoRA, generation."""
 
 import copy
-import random
 
 import pytest
 import torch
+from batches import pad, text_batch
 
 from osum.models.backbone import build_backbone
-from osum.template import SequenceBuilder
+from osum.template import SequenceBuilder, SpeechVocab, Text, Turn, speech_table_id
 
 TINY = {
     "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
@@ -31,31 +31,23 @@ def make(tokenizer_dir, **changes):
 
 
 def batch_for(model, tokenizer, n=2, frames=(90, 57)):
-    builder = SequenceBuilder(tokenizer)
-    seqs = [builder.build("text", "Transcribe the speech.", builder.speech_length(f), "one two") for f in frames[:n]]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((n, width), tokenizer.pad_token_id)
-    tg = torch.full((n, width), -100)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s.input_ids)
-        tg[i, : len(s)] = torch.tensor(s.targets)
-    mel = torch.randn(n, max(frames[:n]), 80)
-    return {"input_ids": ids, "targets": tg, "mel": mel, "mel_lengths": torch.tensor(frames[:n]), "keys": ["a", "b"]}
+    return text_batch(tokenizer, frames[:n])
 
 
 def grads_of(model, batch):
     model.zero_grad()
-    out = model(batch)
-    (out["loss_sum"] / out["n_tokens"]).backward()
+    out = model(**batch)
+    (out["text"].loss_sum / out["text"].n_tokens).backward()
     return {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
 
 
 def test_loss_counts_only_supervised_tokens(tokenizer_dir, tokenizer):
     model, _ = make(tokenizer_dir)
     batch = batch_for(model, tokenizer)
-    out = model(batch)
-    assert int(out["n_tokens"]) == int((batch["targets"] != -100).sum())
-    assert out["per_sample_loss"].sum().item() == pytest.approx(out["loss_sum"].item(), rel=1e-5)
+    out = model(**batch)
+    assert int(out["text"].n_tokens) == int((batch["text_targets"] != -100).sum())
+    assert out["text"].per_sample_loss.sum().item() == pytest.approx(out["text"].loss_sum.item(), rel=1e-5)
+    assert int(out["speech"].n_tokens) == 0 and "speech_head" not in out["used"]
 
 
 def test_freezing_by_regex_exactly(tokenizer_dir, tokenizer):
@@ -89,9 +81,9 @@ def test_frozen_encoder_cache_gives_same_loss(tokenizer_dir, tokenizer):
     model, _ = make(tokenizer_dir, freeze=["^encoder\\.", "^speech_head\\."], encoder_cache=True)
     model.eval()
     batch = batch_for(model, tokenizer)
-    first = model(batch)["loss_sum"].item()
-    assert set(model._encoder_cache) == {"a", "b"}
-    assert model(batch)["loss_sum"].item() == pytest.approx(first, rel=1e-3)
+    first = model(**batch)["text"].loss_sum.item()
+    assert set(model._encoder_cache) == {"k0", "k1"}
+    assert model(**batch)["text"].loss_sum.item() == pytest.approx(first, rel=1e-3)
 
 
 def test_batched_generation_matches_stepwise_greedy(tokenizer_dir, tokenizer):
@@ -101,7 +93,7 @@ def test_batched_generation_matches_stepwise_greedy(tokenizer_dir, tokenizer):
     mel = torch.randn(2, 90, 80)
     lengths = torch.tensor([90, 41])
     speech, speech_lengths = model.encode_speech(mel, lengths)
-    prompts = [builder.prompt("text", "Transcribe the speech.", int(n)) for n in speech_lengths]
+    prompts = [builder.prompt("text", [Turn.spoken(int(n), "Transcribe the speech.")]) for n in speech_lengths]
     got = model.generate(prompts, speech, speech_lengths, eos_id=10**6, pad_id=tokenizer.pad_token_id,
                          max_new_tokens=5)
     for i, p in enumerate(prompts):
@@ -121,9 +113,9 @@ def test_encoder_sub_batches_give_the_same_loss_and_gradients(tokenizer_dir, tok
         model.eval()
         batch = batch_for(model, tokenizer, frames=(90, 57))
         model.zero_grad()
-        out = model(batch)
-        out["loss_sum"].backward()
-        results.append((out["loss_sum"].item(), model.encoder.conv1.weight.grad.clone()))
+        out = model(**batch)
+        out["text"].loss_sum.backward()
+        results.append((out["text"].loss_sum.item(), model.encoder.conv1.weight.grad.clone()))
     (loss_one, grad_one), (loss_two, grad_two) = results
     assert loss_two == pytest.approx(loss_one, rel=1e-5)
     scale = float(grad_one.abs().max())
@@ -131,20 +123,58 @@ def test_encoder_sub_batches_give_the_same_loss_and_gradients(tokenizer_dir, tok
     torch.testing.assert_close(grad_two, grad_one, rtol=1e-3, atol=1e-4 * scale)
 
 
-def test_features_on_the_model_give_the_loaders_loss(tokenizer_dir, tokenizer):
-    from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
+def speech_output_batch(tokenizer, codes=(5, 9, 4095)):
+    """A TTS sample (text in, S c1..cn S out) beside an understanding sample, laid out by the real template."""
+    builder = SequenceBuilder(tokenizer)
+    tts = builder.build("text2token", [Turn([Text("one two")], speech=list(codes))])
+    asr = builder.build("text", [Turn.spoken(builder.speech_length(57), "Transcribe the speech.", text="one two")])
+    seqs = [tts, asr]
+    return {"input_ids": pad([s.input_ids for s in seqs], tokenizer.pad_token_id),
+            "text_targets": pad([s.text_targets for s in seqs], -100),
+            "speech_targets": pad([s.speech_targets for s in seqs], -100),
+            "mel": torch.randn(1, 57, 80), "mel_lengths": torch.tensor([57]), "clip_keys": ["a"]}
 
+
+def test_each_head_runs_only_at_its_own_positions(tokenizer_dir, tokenizer):
+    model, _ = make(tokenizer_dir, freeze=[])
+    batch = speech_output_batch(tokenizer)
+    out = model(**batch)
+    assert int(out["speech"].n_tokens) == 5  # S c1 c2 c3 S
+    assert int(out["text"].n_tokens) == int((batch["text_targets"] != -100).sum())
+    # the speech loss is the cross-entropy of the speech head at exactly the speech-target positions
+    hidden = model.decoder(inputs_embeds=model.embed(batch["input_ids"], *model.encode_speech(
+        batch["mel"], batch["mel_lengths"]))).last_hidden_state
+    sel = batch["speech_targets"] != -100
+    want = torch.nn.functional.cross_entropy(model.speech_head(hidden[sel]), batch["speech_targets"][sel],
+                                             reduction="sum")
+    assert out["speech"].loss_sum.item() == pytest.approx(want.item(), rel=1e-5)
+    print(f"speech head: {int(sel.sum())} positions, loss sum {out['speech'].loss_sum.item():.3f}; "
+          f"text head: {int(out['text'].n_tokens)} positions")
+    model.zero_grad()
+    (out["text"].loss_sum + out["speech"].loss_sum).backward()
+    assert model.speech_head.weight.grad.abs().sum() > 0
+    assert {"text_head", "speech_head", "speech_embed", "encoder", "adapter"} <= out["used"]
+
+
+def test_idle_parameters_are_the_parts_a_text_only_batch_skips(tokenizer_dir, tokenizer):
+    model, _ = make(tokenizer_dir, freeze=[])
+    builder = SequenceBuilder(tokenizer)
+    seq = builder.build("text2text", [Turn([Text("what is two plus three")], text="five")])
+    out = model(torch.tensor([seq.input_ids]), torch.tensor([seq.text_targets]), torch.tensor([seq.speech_targets]))
+    idle = {id(p) for p in model.idle_parameters(out["used"])}
+    names = {n.split(".")[0] for n, p in model.named_parameters() if id(p) in idle}
+    assert names == {"encoder", "adapter", "speech_embed", "speech_head"}
+    model.zero_grad()
+    out["text"].loss_sum.backward()
+    got_grad = {id(p) for p in model.parameters() if p.grad is not None}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert got_grad == trainable - idle  # exactly the idle ones get no gradient
+
+
+def test_out_of_range_speech_rows_raise_and_sizes_are_checked(tokenizer_dir, tokenizer):
     model, _ = make(tokenizer_dir)
-    model.eval()
-    rng = torch.Generator().manual_seed(0)
-    audio = [0.1 * torch.randn(n, generator=rng) for n in (14400, 9120)]  # 90 and 57 frames
-    batch = batch_for(model, tokenizer, frames=(90, 57))
-    masks = [draw_spec_masks(len(a) // HOP, 80, random.Random(i)) for i, a in enumerate(audio)]
-    mel = torch.zeros(2, 90, 80)
-    for i, a in enumerate(audio):
-        mel[i, : len(a) // HOP] = spec_augment(log_mel(a), random.Random(i))
-    waves = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
-    from_loader = model({**batch, "mel": mel})["loss_sum"]
-    on_model = model({**batch, "mel": None, "audio": waves, "audio_lengths": torch.tensor([14400, 9120]),
-                      "spec_masks": torch.tensor(masks)})["loss_sum"]
-    assert on_model.item() == pytest.approx(from_loader.item(), rel=1e-5)
+    with pytest.raises(IndexError):
+        model.embed(torch.tensor([[1, speech_table_id(4099)]]), None, None)
+    model.check_vocab(SpeechVocab(4096))
+    with pytest.raises(ValueError, match="speech_token_num"):
+        model.check_vocab(SpeechVocab(1024))

@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from batches import text_batch
 
 from osum.models.backbone import build_backbone
 from osum.models.original import import_original
 from osum.models.weights import WeightMismatchError
-from osum.template import SequenceBuilder
 
 LORA = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj", "down_proj"]}
 TINY = {
@@ -99,16 +99,7 @@ def make(tokenizer_dir, seed: int, lora: bool = False, tie: bool = False):
 
 def batch_for(tokenizer, frames=(90, 57)):
     torch.manual_seed(123)
-    builder = SequenceBuilder(tokenizer)
-    seqs = [builder.build("text", "Transcribe the speech.", builder.speech_length(f), "one two") for f in frames]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), tokenizer.pad_token_id)
-    targets = torch.full((len(seqs), width), -100)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s.input_ids)
-        targets[i, : len(s)] = torch.tensor(s.targets)
-    mel = torch.randn(len(frames), max(frames), 80)
-    return {"input_ids": ids, "targets": targets, "mel": mel, "mel_lengths": torch.tensor(frames)}
+    return text_batch(tokenizer, frames)
 
 
 def assert_same_outputs(a, b, batch, atol=1e-6):
@@ -121,7 +112,7 @@ def assert_same_outputs(a, b, batch, atol=1e-6):
         logits_a = a.text_head(a.decoder(inputs_embeds=emb).last_hidden_state)
         logits_b = b.text_head(b.decoder(inputs_embeds=b.embed(batch["input_ids"], sb, lb)).last_hidden_state)
         torch.testing.assert_close(logits_b, logits_a, atol=atol * 10, rtol=1e-5)
-        torch.testing.assert_close(b(batch)["loss_sum"], a(batch)["loss_sum"], atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(b(**batch)["text"].loss_sum, a(**batch)["text"].loss_sum, atol=1e-4, rtol=1e-5)
 
 
 def assert_all_equal(got: dict, want: dict):

@@ -13,10 +13,10 @@ from osum.train import run
 def test_nan_steps_are_skipped_then_the_run_stops(compose_train, tmp_path, monkeypatch):
     nan_at, forward, calls = {1, 3, 4}, SpeechLLM.forward, []
 
-    def poisoned(self, batch):
-        out = forward(self, batch)
+    def poisoned(self, **inputs):
+        out = forward(self, **inputs)
         if len(calls) in nan_at:
-            out["loss_sum"] = out["loss_sum"] * float("nan")
+            out["text"].loss_sum = out["text"].loss_sum * float("nan")
         calls.append(1)
         return out
 

@@ -41,7 +41,7 @@ def test_llm_gradient_checkpointing_changes_memory_not_results(compose_train):
         backbone, _ = build_backbone(OmegaConf.to_container(cfg.model, resolve=True))
         assert base_model(backbone.llm).is_gradient_checkpointing is on
         ids = torch.randint(0, 300, (2, 12))
-        out = backbone.train()({"input_ids": ids, "targets": ids})
-        out["loss_sum"].backward()
-        results.append((out["loss_sum"].detach(), backbone.llm.get_input_embeddings().weight.grad.clone()))
+        out = backbone.train()(input_ids=ids, text_targets=ids)
+        out["text"].loss_sum.backward()
+        results.append((out["text"].loss_sum.detach(), backbone.llm.get_input_embeddings().weight.grad.clone()))
     torch.testing.assert_close(results[0], results[1])

@@ -1,0 +1,41 @@
+"""The stage turns a loader batch into the backbone's tensors; with data.features=model it computes the log-mel."""
+
+import copy
+import random
+
+import pytest
+import torch
+from batches import text_batch
+
+from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
+from osum.models.backbone import build_backbone
+from osum.stages.base import model_inputs
+
+TINY = {
+    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
+    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
+    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
+            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                       "num_key_value_heads": 2, "intermediate_size": 64}, "lora": {"enabled": False}},
+    "speech_token_num": 4097,
+}
+
+
+def test_features_on_the_model_give_the_loaders_loss(tokenizer_dir, tokenizer):
+    cfg = copy.deepcopy(TINY)
+    cfg["llm"]["tokenizer"] = tokenizer_dir
+    torch.manual_seed(0)
+    model, _ = build_backbone(cfg)
+    model.eval()
+    rng = torch.Generator().manual_seed(0)
+    audio = [0.1 * torch.randn(n, generator=rng) for n in (14400, 9120)]  # 90 and 57 frames
+    batch = text_batch(tokenizer, frames=(90, 57))
+    masks = [draw_spec_masks(len(a) // HOP, 80, random.Random(i)) for i, a in enumerate(audio)]
+    mel = torch.zeros(2, 90, 80)
+    for i, a in enumerate(audio):
+        mel[i, : len(a) // HOP] = spec_augment(log_mel(a), random.Random(i))
+    waves = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+    from_loader = model(**model_inputs({**batch, "mel": mel}, 80))["text"].loss_sum
+    on_model = model(**model_inputs({**batch, "mel": None, "audio": waves, "audio_lengths": torch.tensor([14400, 9120]),
+                                     "spec_masks": torch.tensor(masks)}, 80))["text"].loss_sum
+    assert on_model.item() == pytest.approx(from_loader.item(), rel=1e-5)
