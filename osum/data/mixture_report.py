@@ -72,10 +72,11 @@ def describe_sets(sets: list[ShardSet], processor: SampleProcessor, temperature:
     set_shares = shares(sets, temperature)
     for s in sets:
         split, counted = task_split(s, processor.mixture_of(s.shards[0]))
-        lines.append(f"  set {s.name}: {set_shares[s.name]:.1%} ({_size(s)}, weight {s.weight:g}){_fallback_note(counted)}")
-        lines += [f"    {tag}: {set_shares[s.name] * p:.1%}" for tag, p in split.items()]
+        share = set_shares[s.name]
+        lines.append(f"  set {s.name}: {share:.1%} ({_size(s)}, weight {s.weight:g}){_fallback_note(counted)}")
+        lines += [f"    {tag}: {share * p:.1%}" for tag, p in split.items()]
         if counted and (rest := 1.0 - sum(split.values())) > 1e-9:
-            lines.append(f"    (serving no task, skipped): {set_shares[s.name] * rest:.1%}")
+            lines.append(f"    (serving no task, skipped): {share * rest:.1%}")
     return lines
 
 
