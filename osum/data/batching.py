@@ -5,7 +5,9 @@ tag tasks, whose one-token targets would otherwise be a sliver of the tokens of 
 with transcripts).
 
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
-LLM compute), and the same for mel frames. Examples wait in a sort buffer per batch group; when the
+LLM compute), and for the encoder the longest clip times the number of clips (an example carries one clip
+per turn with audio: the current one and history turns; a text-only example has none and costs no
+frames). Examples wait in a sort buffer per batch group; when the
 buffer is full it is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
 group sorted by LLM length) and cut into batches. The frame buckets have fixed bounds, read from the
 shard index at start (equal-count duration quantiles of the training set), or, without an index, split
@@ -53,8 +55,9 @@ def batch_fits(batch: list[Example], ex: Example, limits: BatchLimits) -> bool:
     if n > limits.max_samples:
         return False
     longest = max(ex.length, max((b.length for b in batch), default=0))
-    frames = max(ex.frames, max((b.frames for b in batch), default=0))
-    return longest * n <= limits.max_tokens and frames * n <= limits.max_frames
+    clip = max(ex.longest_clip, max((b.longest_clip for b in batch), default=0))
+    clips = len(ex.clips) + sum(len(b.clips) for b in batch)
+    return longest * n <= limits.max_tokens and clip * clips <= limits.max_frames
 
 
 def index_frame_bounds(shards: Iterable[str], groups: int) -> tuple[int, ...] | None:
@@ -147,24 +150,37 @@ def right_padded(rows: list[torch.Tensor], value: float = 0) -> torch.Tensor:
 
 
 def collate(batch: list[Example], pad_id: int) -> dict:
-    """Right-padded tensors plus the per-sample bookkeeping the stages and decoding need."""
-    input_ids = right_padded([torch.tensor(e.input_ids) for e in batch], pad_id)
-    text_targets = right_padded([torch.tensor(e.text_targets) for e in batch], IGNORE)
-    speech_targets = right_padded([torch.tensor(e.speech_targets) for e in batch], IGNORE)
+    """Right-padded tensors plus the per-sample bookkeeping the stages and decoding need.
+
+    Sequences: ``input_ids`` (pad id), ``text_targets`` and ``speech_targets`` (IGNORE), (B, L). Clips,
+    flattened in placeholder order (sample-major, turn order), N of them: ``mel`` (N, T, n_mels) and
+    ``mel_lengths``, or with ``data.features: model`` ``audio`` / ``audio_lengths`` / ``spec_masks``;
+    ``clip_keys`` (encoder-cache keys), ``clip_sample`` (the row of each clip), ``ctc_targets`` /
+    ``ctc_lengths`` (0 = none). Every clip entry is ``None`` (or absent) when no sample has audio.
+    """
     out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
-           "output_type": batch[0].output_type, "input_ids": input_ids,
-           "text_targets": text_targets, "speech_targets": speech_targets,
+           "output_type": batch[0].output_type, "group": batch[0].group,
+           "input_ids": right_padded([torch.tensor(e.input_ids) for e in batch], pad_id),
+           "text_targets": right_padded([torch.tensor(e.text_targets) for e in batch], IGNORE),
+           "speech_targets": right_padded([torch.tensor(e.speech_targets) for e in batch], IGNORE),
            "meta": [e.meta for e in batch], "audio_seconds": sum(e.seconds for e in batch),
-           "mel": None, "mel_lengths": None}
-    if batch[0].mel is not None:
-        out["mel"], out["mel_lengths"] = right_padded([e.mel for e in batch]), torch.tensor([e.frames for e in batch])
-    if batch[0].audio is not None:  # data.features: model: waveforms, and masks for the model to apply
-        out["audio"] = right_padded([e.audio for e in batch])
-        out["audio_lengths"] = torch.tensor([int(e.audio.shape[0]) for e in batch])
+           "mel": None, "mel_lengths": None, "clip_keys": None, "clip_sample": None}
+    clips = [c for e in batch for c in e.clips]
+    if not clips:
+        return out
+    out["clip_keys"] = [c.key for c in clips]
+    out["clip_sample"] = torch.tensor([i for i, e in enumerate(batch) for _ in e.clips], dtype=torch.long)
+    if clips[0].mel is not None:
+        out["mel"], out["mel_lengths"] = right_padded([c.mel for c in clips]), torch.tensor([c.frames for c in clips])
+    else:  # data.features: model: waveforms, and masks for the model to apply
+        out["audio"] = right_padded([c.audio for c in clips])
+        out["audio_lengths"] = torch.tensor([int(c.audio.shape[0]) for c in clips])
         out["mel_lengths"] = out["audio_lengths"] // HOP
-        if batch[0].spec_masks is not None:
-            out["spec_masks"] = torch.tensor([e.spec_masks for e in batch], dtype=torch.long)
-    if any(e.ctc_ids for e in batch):  # transcripts for the auxiliary CTC loss; length 0 = none
-        ctc = [torch.tensor(e.ctc_ids or [], dtype=torch.long) for e in batch]
+        if any(c.spec_masks for c in clips):  # clips without masks (history turns) get no-op rows
+            width = max(len(c.spec_masks or ()) for c in clips)
+            rows = [list(c.spec_masks or ()) + [(0, 0, 0)] * (width - len(c.spec_masks or ())) for c in clips]
+            out["spec_masks"] = torch.tensor(rows, dtype=torch.long)
+    if any(c.ctc_ids for c in clips):  # transcripts for the auxiliary CTC loss; length 0 = none
+        ctc = [torch.tensor(c.ctc_ids or [], dtype=torch.long) for c in clips]
         out["ctc_targets"], out["ctc_lengths"] = right_padded(ctc), torch.tensor([len(c) for c in ctc])
     return out

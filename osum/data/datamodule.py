@@ -10,11 +10,14 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from osum.data.batching import BatchLimits, index_frame_bounds
+from osum.data.filters import Filters
 from osum.data.mixture import TaskMixture, group_of_task
-from osum.data.processing import Filters, SampleProcessor
+from osum.data.mixture_report import describe_mixture
+from osum.data.plan import resume_plan
+from osum.data.processing import SampleProcessor
 from osum.data.shardlist import resolve_shards
-from osum.data.sources import parse_sets, shares
-from osum.data.stream import ResumePlan, ShardStream, rank_and_world, resume_plan
+from osum.data.sources import parse_sets
+from osum.data.stream import ShardStream, rank_and_world
 from osum.text import build_text_side
 
 log = logging.getLogger("osum.data")
@@ -33,25 +36,44 @@ class SpeechDataModule(L.LightningDataModule):
         self.tokenizer, self.builder, self.registry = build_text_side(tokenizer, template, rendering)
         self.mixture = TaskMixture(self.registry, tasks)
         self.valid_mixture = TaskMixture(self.registry, valid_tasks) if valid_tasks else self.mixture
-        self.filters = Filters(**dict(filters))
+        self.filters = Filters.from_config(filters)
         self.limits = BatchLimits(**dict(batch))
         self.spec_augment = dict(spec_augment) if spec_augment else None
         self.n_mels, self.num_workers, self.seed = n_mels, num_workers, seed
         self.temperature, self.ctc_targets, self.features = temperature, ctc_targets, features
         self.task_groups = group_of_task(self.registry, task_groups or {})
         self.batch_groups = dict(batch_groups) if batch_groups else None
-        known = {t.output_type for t in self.mixture.tasks} | set(self.task_groups.values())
-        unknown = sorted(set(self.batch_groups or {}) - known)
-        if unknown:
-            raise ValueError(f"data.batch_groups: {unknown} are neither output types of data.tasks nor "
-                             f"groups of data.task_groups (known: {sorted(known)})")
         self.saved_stream: list[dict] | None = None
         self.train_sets = parse_sets(train) if train else []
         self.set_mixtures = {s.name: TaskMixture(self.registry, s.tasks) for s in self.train_sets if s.tasks}
+        if self.batch_groups:
+            self._check_batch_groups()
+        known = set(self.builder.output_types) | set(self.task_groups.values())
+        if unknown := sorted(set(self.filters.groups) - known):
+            raise ValueError(f"data.filters.groups: {unknown} are neither output types nor groups of "
+                             f"data.task_groups (known: {sorted(known)})")
         self.valid_shards = resolve_shards(valid) if valid else []
         if self.train_sets:
             log.info("%s", self.describe_mixture())
             self._bucket_bounds_from_index()
+
+    def _check_batch_groups(self) -> None:
+        """Every batch group names a group of the mixtures' tasks, and every task's group is drawn."""
+        assert self.batch_groups is not None
+        bad = [f"{g}={w}" for g, w in self.batch_groups.items() if not isinstance(w, int | float) or w <= 0]
+        if bad:
+            raise ValueError(f"data.batch_groups: weights must be > 0, got {bad}")
+        tasks = {t.tag: t for m in (self.mixture, *self.set_mixtures.values()) for t in m.tasks}
+        group = {tag: self.task_groups.get(tag, t.output_type) for tag, t in tasks.items()}
+        known = set(group.values()) | set(self.task_groups.values())
+        unknown = sorted(set(self.batch_groups) - known)
+        if unknown:
+            raise ValueError(f"data.batch_groups: {unknown} are neither output types of the tasks of data.tasks "
+                             f"(or of a set's tasks) nor groups of data.task_groups (known: {sorted(known)})")
+        undrawn = sorted(tag for tag, g in group.items() if g not in self.batch_groups)
+        if undrawn:
+            raise ValueError(f"data.batch_groups: tasks {undrawn} are of groups that data.batch_groups does not "
+                             f"list ({sorted({group[t] for t in undrawn})}), so they would never be trained")
 
     def _bucket_bounds_from_index(self) -> None:
         """Fixed frame-bucket bounds from the training shards' index (``data.batch.buckets: index``)."""
@@ -65,15 +87,8 @@ class SpeechDataModule(L.LightningDataModule):
         log.info("length buckets from the index: bounds %s mel frames", ", ".join(map(str, bounds)) or "none")
 
     def describe_mixture(self) -> str:
-        """Effective share of each shard set and task (before per-sample availability of fields)."""
-        lines = ["training mixture (expected shares of audio; a sample serves only tasks it has fields for):"]
-        for s in self.train_sets:
-            share = shares(self.train_sets, self.temperature)[s.name]
-            size = f"{s.hours:.2f} h" if s.hours else f"{len(s.shards)} shards"
-            lines.append(f"  set {s.name}: {share:.1%} ({size}, weight {s.weight:g})")
-            mixture = self.set_mixtures.get(s.name, self.mixture)
-            lines += [f"    {t}: {share * p:.1%}" for t, p in mixture.shares().items()]
-        return "\n".join(lines)
+        """Expected share of each shard set, batch group and task (see osum.data.mixture_report)."""
+        return describe_mixture(self.train_sets, self.processor(True), self.temperature, self.batch_groups)
 
     def processor(self, train: bool) -> SampleProcessor:
         shard_mixtures = {shard: self.set_mixtures[s.name] for s in self.train_sets if s.name in self.set_mixtures
@@ -87,15 +102,14 @@ class SpeechDataModule(L.LightningDataModule):
         self.saved_stream = saved
 
     def _loader(self, shards: list, train: bool) -> DataLoader:
-        plan = ResumePlan()
+        stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
+                             seed=self.seed, shuffle=train, infinite=train, temperature=self.temperature,
+                             group_weights=self.batch_groups if train else None)
         if train and self.saved_stream:
             rank, world = rank_and_world()
-            plan = resume_plan(self.saved_stream, rank, world, max(self.num_workers, 1), shards, self.seed, True,
-                               self.temperature)
-            (log.info if plan.exact else log.warning)("%s", plan.note)
-        stream = ShardStream(shards, self.processor(train), self.limits, pad_id=self.tokenizer.pad_token_id,
-                             seed=self.seed, shuffle=train, infinite=train, resume=plan, temperature=self.temperature,
-                             group_weights=self.batch_groups if train else None)
+            stream.resume = resume_plan(self.saved_stream, rank, world, max(self.num_workers, 1),
+                                        stream.stream_sets(), self.seed, True, self.temperature)
+            (log.info if stream.resume.exact else log.warning)("%s", stream.resume.note)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,
                           persistent_workers=train and self.num_workers > 0,
                           prefetch_factor=4 if self.num_workers > 0 else None)

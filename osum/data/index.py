@@ -6,11 +6,15 @@ shards. ``index.json`` lives in the shard directory and names shards relative to
     {"version": 1,
      "shards": [{"path": "shard-000000.tar", "samples": n, "seconds": s, "tasks": {...},
                  "labels": {"gender": {"MALE": n, ...}, "events": {...}}, "domains": {...},
+                 "field_sets": {"audio,labels.gender,txt": n, ...},
                  "seconds_by": {"tasks": {...}, "labels": {"gender": {"MALE": s}}, "domains": {...}},
                  "duration_hist": {"edges": [0, 1, ..., 30, null], "counts": [...]}}],
      "total": {same fields summed, plus "hours"}}
 
-``seconds_by`` holds the audio seconds behind each count. The last histogram edge is ``null``
+``field_sets`` counts the samples without their own ``task`` by the set of task fields they hold
+(``osum.tasks.registry.sample_keys``, plus ``audio``), so that the printed task shares say what samples
+really serve (``osum.data.mixture_report``). ``seconds_by`` holds the audio seconds behind each count
+(not for ``field_sets``). The last histogram edge is ``null``
 (infinity). ``python -m osum.data.index summary DIR [DIR ...]`` prints the summary of shard sets;
 ``python -m osum.data.index rebuild DIR`` writes ``DIR/index.json`` from the shards in ``DIR``.
 """
@@ -30,17 +34,18 @@ import soundfile as sf
 
 from osum.data.reader import read_shard
 from osum.data.skips import SkipCounter
+from osum.tasks.registry import sample_keys
 
 INDEX_VERSION = 1
 INDEX_NAME = "index.json"
 DURATION_EDGES: list[float | None] = [0, 1, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, None]
 _FINITE_EDGES = [float(e) for e in DURATION_EDGES[:-1]]
-_COUNT_FIELDS = ("tasks", "domains")
+_COUNT_FIELDS = ("tasks", "domains")  # with seconds_by
 
 
 def new_shard_stats(path: str) -> dict[str, Any]:
     """Empty per-shard counters, filled by :func:`add_sample`."""
-    return {"path": path, "samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {},
+    return {"path": path, "samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {}, "field_sets": {},
             "seconds_by": {"tasks": {}, "labels": {}, "domains": {}}, "durations": []}
 
 
@@ -55,6 +60,8 @@ def add_sample(stats: dict[str, Any], meta: dict[str, Any]) -> None:
     if meta.get("task"):
         _bump(stats["tasks"], str(meta["task"]))
         _add(seconds_by["tasks"], str(meta["task"]), seconds)
+    else:
+        _bump(stats["field_sets"], field_set(meta))
     if meta.get("domain"):
         _bump(stats["domains"], str(meta["domain"]))
         _add(seconds_by["domains"], str(meta["domain"]), seconds)
@@ -65,6 +72,11 @@ def add_sample(stats: dict[str, Any], meta: dict[str, Any]) -> None:
             if label is not None:
                 _bump(kind_counts, str(label))
                 _add(kind_seconds, str(label), seconds)
+
+
+def field_set(meta: dict[str, Any]) -> str:
+    """The task fields a sample holds, as an index key: ``"audio,labels.gender,txt"`` (sorted)."""
+    return ",".join(sorted(sample_keys(meta) + (["audio"] if meta.get("duration") is not None else [])))
 
 
 def build_index(shard_stats: list[dict[str, Any]]) -> dict[str, Any]:
@@ -135,7 +147,8 @@ def summary(index: dict[str, Any]) -> str:
              f"samples  {total['samples']}",
              f"hours    {total['hours']:.4f}  ({total['seconds']:.1f} s)"]
     sections = [("task", total["tasks"], seconds_by.get("tasks")),
-                ("domain", total["domains"], seconds_by.get("domains"))]
+                ("domain", total["domains"], seconds_by.get("domains")),
+                ("fields (samples without their own task)", total.get("field_sets", {}), None)]
     sections += [(kind, counts, seconds_by.get("labels", {}).get(kind))
                  for kind, counts in sorted(total["labels"].items())]
     for name, counts, seconds in sections:
@@ -186,13 +199,14 @@ def _shard_entry(stats: dict[str, Any]) -> dict[str, Any]:
             "tasks": dict(sorted(stats["tasks"].items())),
             "labels": {kind: dict(sorted(c.items())) for kind, c in sorted(stats["labels"].items())},
             "domains": dict(sorted(stats["domains"].items())),
+            "field_sets": dict(sorted(stats["field_sets"].items())),
             "seconds_by": _rounded_seconds_by(stats["seconds_by"]),
             "duration_hist": {"edges": list(DURATION_EDGES), "counts": counts}}
 
 
 def _total(shards: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum of shard entries; entries without ``seconds_by`` (older indexes) add counts only."""
-    total: dict[str, Any] = {"samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {},
+    total: dict[str, Any] = {"samples": 0, "seconds": 0.0, "tasks": {}, "labels": {}, "domains": {}, "field_sets": {},
                              "seconds_by": {"tasks": {}, "labels": {}, "domains": {}},
                              "duration_hist": {"edges": list(DURATION_EDGES),
                                                "counts": [0] * (len(DURATION_EDGES) - 1)}}
@@ -201,6 +215,7 @@ def _total(shards: list[dict[str, Any]]) -> dict[str, Any]:
         total["seconds"] += entry["seconds"]
         for field in _COUNT_FIELDS:
             _merge(total[field], entry[field])
+        _merge(total["field_sets"], entry.get("field_sets", {}))  # older indexes have none
         for kind, counts in entry["labels"].items():
             _merge(total["labels"].setdefault(kind, {}), counts)
         seconds_by = entry.get("seconds_by", {})

@@ -1,17 +1,33 @@
 """Which task a sample serves (weighted choice among the tasks of the mixture that it can serve), and
-which batch group a task belongs to."""
+which batch group a task belongs to.
+
+A batch group's sub-stream uses the mixture restricted to the group's tasks (``TaskMixture.restricted``):
+a sample that serves none of them, but some task of the whole mixture, is not for this group
+(``NotForGroup``, skipped without being counted as bad); one that serves no task at all is a bad sample.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from osum.data.skips import BadSample
 from osum.tasks import Task, TaskRegistry, UnknownTaskError
 
 
+class NotForGroup(BadSample):
+    """A sample that serves no task of the sub-stream's batch group (but may serve another group)."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__("not_for_group", detail)
+
+
 class TaskMixture:
     """Task tag string -> weight. A sample with its own ``task`` field keeps it."""
+
+    whole: TaskMixture | None = None  # the unrestricted mixture, when this one is restricted to a group
+    keep: Callable[[Task], bool] | None = None  # the restriction
 
     def __init__(self, registry: TaskRegistry, weights: Mapping[str, float]):
         if not weights:
@@ -31,19 +47,36 @@ class TaskMixture:
                 self.weights.append(float(w))
 
     def shares(self) -> dict[str, float]:
-        total = sum(self.weights)
+        total = sum(self.weights) or 1.0
         return {t.tag: w / total for t, w in zip(self.tasks, self.weights)}
+
+    def restricted(self, keep: Callable[[Task], bool]) -> TaskMixture:
+        """This mixture with only the tasks ``keep`` accepts (weights renormalised by the choice); may be
+        empty (then only samples with their own accepted ``task`` field serve)."""
+        out = copy.copy(self)
+        out.tasks = [t for t in self.tasks if keep(t)]
+        out.weights = [w for t, w in zip(self.tasks, self.weights) if keep(t)]
+        out.whole, out.keep = self.whole or self, keep
+        return out
+
+    def servable(self, meta: Mapping, present: set[str]) -> list[tuple[Task, float]]:
+        return [(t, w) for t, w in zip(self.tasks, self.weights) if self.registry.can_serve(t, meta, present)]
 
     def choose(self, meta: Mapping, rng: random.Random, present: set[str] | None = None) -> Task:
         """A task this sample can serve (``present``: its fields, see TaskRegistry.present_fields)."""
         if meta.get("task"):
             try:
-                return self.registry.get(str(meta["task"]))
+                task = self.registry.get(str(meta["task"]))
             except UnknownTaskError:
                 raise BadSample("unknown_task", str(meta["task"])[:60]) from None
+            if self.keep is not None and not self.keep(task):
+                raise NotForGroup(task.tag)
+            return task
         present = self.registry.present_fields(meta) if present is None else present  # not once per task
-        options = [(t, w) for t, w in zip(self.tasks, self.weights) if self.registry.can_serve(t, meta, present)]
+        options = self.servable(meta, present)
         if not options:
+            if self.whole is not None and self.whole.servable(meta, present):
+                raise NotForGroup()
             raise BadSample("no_servable_task", "missing fields for every task of the mixture")
         tasks, weights = zip(*options)
         return rng.choices(tasks, weights=weights, k=1)[0]

@@ -1,29 +1,28 @@
-"""One raw sample -> one model-ready example: decode, filter, choose a task, render, lay out, featurize
-(or, with ``features="model"``, keep the waveform and the SpecAugment masks for the model's device)."""
+"""One raw sample -> one model-ready example: choose a task, take its fields, lay out its turns, featurize
+its clips (or, with ``features="model"``, keep the waveforms and the SpecAugment masks for the model).
+
+The turns follow the task's output type (``osum.template.OUTPUT_TYPES``): a speech-input task gives the
+user an instruction (when the type takes one) and the clip; a text-input task (``<TEXT2TEXT>``,
+``<TEXT2TOKEN>``) gives the user a text field and has no audio at all. Output types with history lay out
+the sample's earlier turns first (``history``: user audio members ``KEY.wav_i``, assistant text and
+speech tokens), masked. The target is text, speech tokens (codes 0..4095 from ``speech_tokens``), or both.
+"""
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 
-import torch
-
-from osum.data.audio import TARGET_SR, decode_audio
-from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
+from osum.data.clips import Clip, checked_audio, frames_of, make_clip
+from osum.data.filters import Filters
 from osum.data.mixture import TaskMixture
 from osum.data.reader import RawSample
 from osum.data.skips import BadSample
-from osum.tasks import TaskRegistry
-from osum.template import SequenceBuilder, Turn
+from osum.tasks import Task, TaskRegistry
+from osum.template import Part, SequenceBuilder, Speech, Text, Turn
 
-
-@dataclass
-class Filters:
-    min_seconds: float = 0.1
-    max_seconds: float = 30.0
-    max_target_tokens: int = 400
-    max_sequence: int = 2000
-    crop: bool = True  # audio over max_seconds is cropped, not skipped, for tasks whose target survives it
+__all__ = ["Example", "Filters", "SampleProcessor"]
 
 
 @dataclass
@@ -35,15 +34,13 @@ class Example:
     input_ids: list[int]
     text_targets: list[int]
     speech_targets: list[int]
-    mel: torch.Tensor | None
-    seconds: float
+    clips: list[Clip] = field(default_factory=list)  # in placeholder order: history turns, then the current turn
+    seconds: float = 0.0  # audio of every clip
     meta: dict = field(default_factory=dict)
     ref: tuple[int, str, int] = (0, "", 0)  # (stream epoch, shard, group index): how to find it again on resume
     group: str = ""  # batch group: batches never mix groups (the output type, or a task group of data.task_groups)
-    cropped_from: float | None = None  # seconds of the audio before it was cropped to filters.max_seconds
-    ctc_ids: list[int] | None = None  # the transcript's token ids, for the auxiliary CTC loss (model.ctc_weight)
-    audio: torch.Tensor | None = None  # 16 kHz waveform, when the model computes the features (data.features: model)
-    spec_masks: list[tuple[int, int, int]] | None = None  # SpecAugment masks for the model to apply, drawn here
+    cropped_from: float | None = None  # seconds of the current clip before it was cropped to filters.max_seconds
+    speech_tokens: list[int] | None = None  # the target's speech codes (TTS, S2S)
 
     @property
     def length(self) -> int:
@@ -51,9 +48,12 @@ class Example:
 
     @property
     def frames(self) -> int:
-        if self.mel is not None:
-            return int(self.mel.shape[0])
-        return 0 if self.audio is None else int(self.audio.shape[0]) // HOP
+        """Mel frames of every clip together (0 for a text-only example)."""
+        return sum(c.frames for c in self.clips)
+
+    @property
+    def longest_clip(self) -> int:
+        return max((c.frames for c in self.clips), default=0)
 
 
 class SampleProcessor:
@@ -72,59 +72,125 @@ class SampleProcessor:
         self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
         self.task_groups = task_groups or {}  # task tag -> batch group; other tasks group by output type
 
-    def __call__(self, raw: RawSample, rng: random.Random) -> Example:
-        meta = raw.meta
-        if raw.audio is None:
-            raise BadSample("missing_audio")
-        present = None if "target" in meta else self.registry.present_fields(meta)  # once per sample
-        task = self.shard_mixtures.get(raw.shard, self.mixture).choose(meta, rng, present)
-        if "target" in meta:  # original shards carry the rendered target
+    def group_of(self, task: Task) -> str:
+        """The batch group of ``task``: its task group of data.task_groups, else its output type."""
+        return self.task_groups.get(task.tag, task.output_type)
+
+    def mixture_of(self, shard: str) -> TaskMixture:
+        return self.shard_mixtures.get(shard, self.mixture)
+
+    def for_group(self, group: str) -> SampleProcessor:
+        """This processor for one batch group's sub-stream: every mixture restricted to the group's tasks."""
+        out = copy.copy(self)
+        keep = lambda task: self.group_of(task) == group  # noqa: E731
+        out.mixture = self.mixture.restricted(keep)
+        restricted = {id(m): m.restricted(keep) for m in self.shard_mixtures.values()}
+        out.shard_mixtures = {shard: restricted[id(m)] for shard, m in self.shard_mixtures.items()}
+        return out
+
+    # ------------------------------------------------------------------ fields
+    def _task(self, raw: RawSample, rng: random.Random, present: set[str] | None) -> Task:
+        mixture = self.mixture_of(raw.shard)
+        try:
+            task = mixture.choose(raw.meta, rng, present)
+        except BadSample as e:  # without audio: say so when audio is what it lacks
+            if raw.audio is None and e.reason == "no_servable_task" and present is not None \
+                    and mixture.servable(raw.meta, present | {"audio"}):
+                raise BadSample("missing_audio") from None
+            raise
+        if task.needs_audio and raw.audio is None:
+            raise BadSample("missing_audio", task.tag)
+        return task
+
+    def _texts(self, task: Task, meta: dict, present: set[str] | None) -> tuple[str | None, str | None]:
+        """(the user's text of a text-input task, the target text or None for a speech-only target)."""
+        wants_text = "text" in self.builder.output_type(task.output_type).target
+        if present is None:  # original shards carry the rendered target (a TTS sample's is the text to speak)
             target = str(meta["target"]).strip()
             if not target:
                 raise BadSample("empty_target")
+            if task.user_field == "transcript":
+                return target, None
+            return (self.registry.user_text(task, meta) if task.user_field else None), target
+        missing = self.registry.missing_fields(task, meta, present)
+        if missing:
+            raise BadSample("missing_field", f"{task.tag} needs {missing}")
+        unknown = self.registry.unknown_labels(meta)
+        if unknown:
+            raise BadSample("unknown_label", ", ".join(unknown))
+        return self.registry.user_text(task, meta), self.registry.render(task, meta, present) if wants_text else None
+
+    def _codes(self, value: object, where: str) -> list[int]:
+        """Speech codes of a ``speech_tokens`` field, checked against the speech vocabulary."""
+        n = self.builder.vocab.codes
+        if not isinstance(value, list) or not value or not all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c < n for c in value):
+            raise BadSample("bad_speech_tokens", f"{where}: expected a non-empty list of ints 0..{n - 1}")
+        return value
+
+    def _history(self, raw: RawSample, filters: Filters) -> tuple[list[Turn], list[tuple[str, object]]]:
+        """Earlier turns (masked) and their clips' audio, from the sample's ``history``."""
+        history = raw.meta.get("history") or []
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise BadSample("bad_history", "history must be a list of objects")
+        turns, audios = [], []
+        for i, h in enumerate(history, 1):
+            user: list[Part] = []
+            if h.get("audio"):
+                member = str(h["audio"])
+                if member not in raw.members:
+                    raise BadSample("missing_history_audio", f"turn {i}: no member {raw.key}.{member}")
+                audio, _ = checked_audio(raw.members[member], filters, crop=False, where=f"history turn {i}")
+                audios.append((f"{raw.key}.wav_{i}", audio))  # the encoder-cache key of history clip i
+                user.append(Speech(self.builder.speech_length(frames_of(audio))))
+            elif h.get("user_text"):
+                user.append(Text(str(h["user_text"])))
+            codes = self._codes(h["speech_tokens"], f"history turn {i}") if h.get("speech_tokens") else None
+            turns.append(Turn(user, text=str(h.get("text") or ""), speech=codes))
+        return turns, audios
+
+    # ------------------------------------------------------------------ the example
+    def __call__(self, raw: RawSample, rng: random.Random) -> Example:
+        meta = raw.meta
+        present = None if "target" in meta else self.registry.present_fields(meta, raw.audio is not None)
+        task = self._task(raw, rng, present)
+        out_type = self.builder.output_type(task.output_type)
+        filters = self.filters.for_group(self.group_of(task))
+        user_text, target = self._texts(task, meta, present)
+        codes = None
+        if out_type.speech_out:
+            if meta.get("speech_tokens") is None:
+                raise BadSample("missing_field", f"{task.tag} needs ['speech_tokens']")
+            codes = self._codes(meta["speech_tokens"], "speech_tokens")
+        turns, audios = self._history(raw, filters) if out_type.history else ([], [])
+        user: list[Part] = []
+        cropped_from = None
+        if task.needs_audio:
+            crop = filters.crop and task.croppable
+            declared = meta.get("duration")
+            if isinstance(declared, int | float) and declared > filters.max_seconds and not crop:
+                raise BadSample("too_long", f"{declared:.1f} s > {filters.max_seconds} s")  # before decoding
+            audio, cropped_from = checked_audio(raw.audio, filters, crop)
+            instruction = self.registry.prompt(task, rng) if "text" in out_type.user else None
+            user = [Text(instruction)] if instruction else []
+            user.append(Speech(self.builder.speech_length(frames_of(audio))))
+            audios.append((raw.key, audio))
         else:
-            missing = self.registry.missing_fields(task, meta, present)
-            if missing:
-                raise BadSample("missing_field", f"{task.tag} needs {missing}")
-            unknown = self.registry.unknown_labels(meta)
-            if unknown:
-                raise BadSample("unknown_label", ", ".join(unknown))
-            target = self.registry.render(task, meta, present)
-        crop = self.filters.crop and task.croppable
-        declared = meta.get("duration")
-        if isinstance(declared, int | float) and declared > self.filters.max_seconds and not crop:
-            raise BadSample("too_long", f"{declared:.1f} s > {self.filters.max_seconds} s")  # before decoding
-        audio = decode_audio(raw.audio)
-        seconds, cropped_from = audio.size / TARGET_SR, None
-        if seconds > self.filters.max_seconds:
-            if not crop:
-                raise BadSample("too_long", f"{seconds:.1f} s > {self.filters.max_seconds} s")
-            audio, cropped_from = audio[: int(self.filters.max_seconds * TARGET_SR)], seconds
-            seconds = audio.size / TARGET_SR
-        if seconds < self.filters.min_seconds:
-            raise BadSample("too_short", f"{seconds:.2f} s")
-        n_speech = self.builder.speech_length(audio.size // HOP)
-        takes_text = "text" in self.builder.output_type(task.output_type).user  # s2t chat has no instruction
-        instruction = self.registry.prompt(task, rng) if takes_text else None
-        seq = self.builder.build(task.output_type, [Turn.spoken(n_speech, instruction, text=target)])
-        n_target = seq.n_supervised
-        if n_target > self.filters.max_target_tokens:
-            raise BadSample("target_too_long", f"{n_target} tokens")
-        if len(seq) > self.filters.max_sequence:
+            user = [Text(user_text or "")]
+        turns.append(Turn(user, text=target, speech=codes))
+        try:
+            seq = self.builder.build(task.output_type, turns)
+        except ValueError as e:  # a sample this output type cannot lay out
+            raise BadSample("bad_layout", str(e)[:120]) from None
+        if seq.n_supervised > filters.max_target_tokens:
+            raise BadSample("target_too_long", f"{seq.n_supervised} tokens")
+        if len(seq) > filters.max_sequence:
             raise BadSample("sequence_too_long", f"{len(seq)} tokens")
-        mel = wave = masks = None
-        if self.features == "model":
-            wave = torch.from_numpy(audio)
-            masks = draw_spec_masks(audio.size // HOP, self.n_mels, rng, **self.spec_aug) if self.spec_aug else None
-        else:
-            mel = log_mel(audio, self.n_mels)
-            if self.spec_aug:
-                mel = spec_augment(mel, rng, **self.spec_aug)
-        ctc_ids = None
-        if self.ctc_targets and meta.get("txt") and cropped_from is None:
-            ctc_ids = self.builder.encode(self.registry.transcript(meta))
+        clips = [make_clip(key, audio, self.features, self.n_mels, self.spec_aug if key == raw.key else None, rng)
+                 for key, audio in audios]
+        if clips and self.ctc_targets and meta.get("txt") and cropped_from is None:
+            clips[-1].ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
-                       input_ids=seq.input_ids, text_targets=seq.text_targets,
-                       speech_targets=seq.speech_targets, mel=mel, seconds=seconds, meta=meta,
-                       group=self.task_groups.get(task.tag, task.output_type), cropped_from=cropped_from,
-                       ctc_ids=ctc_ids, audio=wave, spec_masks=masks)
+                       input_ids=seq.input_ids, text_targets=seq.text_targets, speech_targets=seq.speech_targets,
+                       clips=clips, seconds=sum(c.seconds for c in clips), meta=meta, group=self.group_of(task),
+                       cropped_from=cropped_from, speech_tokens=codes)

@@ -1,14 +1,22 @@
 """Reading tar shards: members grouped by key, in our layout or the original OSUM layout.
 
-Our layout (design.md section 3): ``KEY.flac`` (or ``.wav``) and ``KEY.json`` with structured fields.
-Original OSUM shards (reference section 3.2: ``KEY.wav``, ``KEY.txt``, ``KEY.task``, ``KEY.extra`` ...)
-are read as they are: their ``txt`` is already the rendered target, so it becomes ``meta["target"]``
-and the sample keeps its own ``task``.
+Our layout (design.md section 3): ``KEY.flac`` (or ``.wav``) and ``KEY.json`` with structured fields;
+a sample without audio (text-only: T2T, TTS) has no audio member. Original OSUM shards (reference
+section 3.2: ``KEY.wav``, ``KEY.txt``, ``KEY.task``, ``KEY.extra`` ...) are read as they are: their ``txt``
+is already the rendered target, so it becomes ``meta["target"]`` and the sample keeps its own ``task``;
+``extra.speech_token`` becomes ``speech_tokens`` and ``extra.question`` ``question``.
+
+Multi-turn samples (reference 5.4) carry the user audio of earlier turn ``i`` as member ``KEY.wav_i``
+(1-based; or ``.flac_i``), and the assistant's text as ``KEY.txt_i`` (original) or in the JSON's
+``history``: ``[{"audio": "wav_1", "text": ..., "speech_tokens": [...]}, ...]``, one entry per earlier
+turn in order. Without a ``history`` field, it is made from the members (``txt_i``, and the original's
+``extra.speech_token_i``). Every member is delivered in ``RawSample.members``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +27,7 @@ from osum.data.tar_stream import tar_members
 
 AUDIO_SUFFIXES = ("flac", "wav", "mp3", "ogg", "opus", "m4a")
 ORIGINAL_TEXT_FIELDS = ("txt", "task", "lang", "speaker", "emotion", "gender", "duration")
+HISTORY_AUDIO_RE = re.compile(rf"^({'|'.join(AUDIO_SUFFIXES)})_(\d+)$")  # KEY.wav_1: user audio of turn 1
 
 
 @dataclass
@@ -69,6 +78,20 @@ def _tar_members(shard: str, skips: SkipCounter) -> Iterator[tuple[str, bytes]]:
         skips.skip("truncated_or_corrupt_tar", shard, None, str(e)[:120])
 
 
+def history_from_members(group: dict[str, bytes], extra: dict) -> list[dict]:
+    """Earlier turns from ``wav_i`` / ``txt_i`` members (and ``extra.speech_token_i``), in turn order."""
+    turns: dict[int, dict] = {}
+    for suffix in group:
+        if m := HISTORY_AUDIO_RE.match(suffix):
+            turns.setdefault(int(m.group(2)), {})["audio"] = suffix
+        elif suffix.startswith("txt_") and suffix[4:].isdigit():
+            turns.setdefault(int(suffix[4:]), {})["text"] = group[suffix].decode("utf-8", "replace").strip()
+    for i, turn in turns.items():
+        if isinstance(extra.get(f"speech_token_{i}"), list):
+            turn["speech_tokens"] = extra[f"speech_token_{i}"]
+    return [turns[i] for i in sorted(turns)]
+
+
 def to_raw_sample(shard: str, group: dict[str, bytes]) -> RawSample:
     """Interpret one key's members; ``BadSample`` for missing or malformed metadata."""
     key = group.pop("__key__").decode()
@@ -93,8 +116,17 @@ def to_raw_sample(shard: str, group: dict[str, bytes]) -> RawSample:
                 meta["duration"] = float(meta["duration"])
             except ValueError:
                 meta.pop("duration")
+        extra = meta.get("extra") if isinstance(meta.get("extra"), dict) else {}
+        if isinstance(extra.get("speech_token"), list):
+            meta["speech_tokens"] = extra["speech_token"]
+        if extra.get("question"):  # the user's text of a T2T sample
+            meta["question"] = extra["question"]
+        if history := history_from_members(group, extra):
+            meta["history"] = history
     else:
         raise BadSample("missing_json", f"members: {sorted(group)}")
+    if "history" not in meta and (history := history_from_members(group, {})):
+        meta["history"] = history
     return RawSample(key=key, shard=shard, audio=audio, meta=meta, members=group)
 
 

@@ -103,14 +103,32 @@ class ShardWriter:
         else:
             self._abort()
 
-    def write(self, key: str, audio: np.ndarray, sample_rate: int, meta: dict[str, Any]) -> None:
-        """Write ``KEY.flac`` or ``KEY.wav`` (resampled to 16 kHz) and ``KEY.json`` (meta + key + duration)."""
+    def write(self, key: str, audio: np.ndarray, sample_rate: int, meta: dict[str, Any],
+              history_audio: list[np.ndarray] | None = None) -> None:
+        """Write ``KEY.flac`` or ``KEY.wav`` (resampled to 16 kHz) and ``KEY.json`` (meta + key + duration).
+
+        ``history_audio``: the user audio of earlier turns 1..n of a dialogue, written as ``KEY.flac_i``
+        (or ``.wav_i``) and named in ``meta["history"][i - 1]["audio"]`` (entries made when absent)."""
         check_key(key)
+        data, n_samples = self._encoded(key, audio, sample_rate)
+        members = [(self.audio_format, data)]
+        record = {**meta, "key": key, "duration": n_samples / SAMPLE_RATE}
+        if history_audio:
+            history = [dict(h) for h in meta.get("history") or [{} for _ in history_audio]]
+            if len(history) != len(history_audio):
+                raise ValueError(f"{key}: {len(history_audio)} history clips for {len(history)} history turns")
+            for i, (turn, clip) in enumerate(zip(history, history_audio), 1):
+                turn["audio"] = f"{self.audio_format}_{i}"
+                members.append((turn["audio"], self._encoded(key, clip, sample_rate)[0]))
+            record["history"] = history
+        self._add_members(key, members, record)
+
+    def _encoded(self, key: str, audio: np.ndarray, sample_rate: int) -> tuple[bytes, int]:
+        """The clip's bytes at 16 kHz in the shard's audio format, and its length in samples."""
         if audio.ndim != 1:
             raise ValueError(f"{key}: audio must be mono (1-D), got shape {audio.shape}")
         audio_16k = resample_to_16k(audio.astype(np.float32, copy=False), sample_rate)
-        record = {**meta, "key": key, "duration": len(audio_16k) / SAMPLE_RATE}
-        self._add_members(key, [(self.audio_format, audio_bytes(audio_16k, SAMPLE_RATE, self.audio_format))], record)
+        return audio_bytes(audio_16k, SAMPLE_RATE, self.audio_format), len(audio_16k)
 
     def write_text_only(self, key: str, meta: dict[str, Any]) -> None:
         """Write a sample without audio (only ``KEY.json``, with ``key`` filled in)."""

@@ -20,7 +20,7 @@ from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
 from osum.models.backbone import build_backbone
 from osum.stages.schedule import lr_factor
 from osum.tasks import TaskRegistry
-from osum.tasks.labels import tag
+from osum.tasks.labels import tag as tag_string
 from osum.template import SpeechVocab
 
 log = logging.getLogger("osum")
@@ -52,7 +52,7 @@ def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str],
     found = False
     for k, kind in enumerate(kinds):
         for label in label_sets[kind]:
-            ids = tokenizer.encode(tag(label), add_special_tokens=False)
+            ids = tokenizer.encode(tag_string(label), add_special_tokens=False)
             if len(ids) == 1 and ids[0] < len(table):
                 table[ids[0]] = k
                 found = True

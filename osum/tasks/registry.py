@@ -33,15 +33,46 @@ FIELD_OF_TAG: dict[str, str] = {
     "GENDER": "gender",
     "AGE": "age",
     "S2TCHAT": "answer",
+    "TEXT2TEXT": "answer",
+    "TEXT2TOKEN": "speech_tokens",
+}
+# Tasks whose user input is text, not audio: tag string -> (output type, the field holding the user's text).
+TEXT_INPUT_TASKS: dict[str, tuple[str, str]] = {
+    "<TEXT2TEXT>": ("text2text", "question"),
+    "<TEXT2TOKEN>": ("text2token", "transcript"),
 }
 LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
 UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
-SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer",
+SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer", "question": "question",
+                       "speech_tokens": "speech_tokens", "audio": "audio",
                        **{f: f"labels.{f}" for f in LABEL_FIELDS}}  # how a missing field is named in messages
 # Field -> (the name of its metric in a report, the metric's kind: a key of osum.metrics.report.METRIC_OF_KIND).
 METRIC_OF_FIELD: dict[str, tuple[str, str]] = {"transcript": ("wer", "wer"), "words": ("aas", "alignment_shift"),
                                                "answer": ("answer_exact", "exact"),
                                                **{f: (f, "tag_accuracy") for f in LABEL_FIELDS}}
+FIELD_OF_SAMPLE_KEY = {key: f for f, key in SAMPLE_KEY_OF_FIELD.items()}
+
+
+def sample_keys(sample: Mapping) -> list[str]:
+    """The task-relevant keys a sample holds non-empty, named as in ``SAMPLE_KEY_OF_FIELD`` (``txt``,
+    ``labels.gender`` ...): what a task can be served from, and what the shard index counts."""
+    keys = []
+    if str(sample.get("txt") or "").split():
+        keys.append("txt")
+    if sample.get("words"):
+        keys.append("words")
+    if str(sample.get("answer") or "").strip():
+        keys.append("answer")
+    if str(sample.get("question") or "").strip():
+        keys.append("question")
+    if isinstance(sample.get("speech_tokens"), list) and sample["speech_tokens"]:
+        keys.append("speech_tokens")
+    labels = sample.get("labels") or {}
+    for kind in LABEL_FIELDS:
+        raw = labels.get(kind) if isinstance(labels, Mapping) else None
+        if (raw if isinstance(raw, list) else raw not in (None, "")):
+            keys.append(f"labels.{kind}")
+    return keys
 
 _TAG_WORD_RE = re.compile(r"<\s*([A-Za-z0-9_]+)\s*>")
 _TIMED_WORD_RE = re.compile(r"(\S+?)<\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*>")
@@ -73,13 +104,15 @@ class TaskMetric(NamedTuple):
 
 @dataclass(frozen=True)
 class Task:
-    """One task: its tag string, the fields it reads in order, and its output type."""
+    """One task: its tag string, the fields its target reads in order, its output type, and where the
+    user's input comes from (``user_field``: a text field; ``None``: the audio, with a prompt)."""
 
     name: str
     tag: str
     output_type: str = "text"
     fields: tuple[str, ...] = ()
     decode_by_default: bool = False
+    user_field: str | None = None
 
     @classmethod
     def from_tag(cls, name: str, tags: str, output_type: str = "text", decode_by_default: bool = False) -> Task:
@@ -87,8 +120,20 @@ class Task:
         unknown = [w for w in words if w not in FIELD_OF_TAG]
         if unknown:
             raise UnknownTaskError(f"task {name!r}: unknown tag word(s) {unknown}; known: {sorted(FIELD_OF_TAG)}")
-        return cls(name=name, tag=normalize_tag_string(tags), output_type=output_type,
-                   fields=tuple(FIELD_OF_TAG[w] for w in words), decode_by_default=decode_by_default)
+        tag_string = normalize_tag_string(tags)
+        output_type, user_field = TEXT_INPUT_TASKS.get(tag_string, (output_type, None))
+        return cls(name=name, tag=tag_string, output_type=output_type,
+                   fields=tuple(FIELD_OF_TAG[w] for w in words), user_field=user_field,
+                   decode_by_default=decode_by_default)
+
+    @property
+    def needs_audio(self) -> bool:
+        return self.user_field is None
+
+    @property
+    def speech_target(self) -> bool:
+        """True when the target includes speech tokens (TTS, S2S)."""
+        return "speech_tokens" in self.fields
 
     @property
     def has_transcript(self) -> bool:
@@ -101,7 +146,7 @@ class Task:
     @property
     def metrics(self) -> tuple[TaskMetric, ...]:
         """How a hypothesis of this task is scored: one metric per field, in field order."""
-        return tuple(TaskMetric(*METRIC_OF_FIELD[f], field=f) for f in self.fields)
+        return tuple(TaskMetric(*METRIC_OF_FIELD[f], field=f) for f in self.fields if f in METRIC_OF_FIELD)
 
     @property
     def croppable(self) -> bool:
@@ -132,6 +177,8 @@ DEFAULT_TASKS: list[Task] = [
     Task.from_tag("SAP+SGC-only", "<AGE> <GENDER>"),
     Task.from_tag("SSR+SAP+SGC-only", "<STYLE> <AGE> <GENDER>"),
     Task.from_tag("STTC-only", "<S2TCHAT>"),
+    Task.from_tag("T2T", "<TEXT2TEXT>"),  # text in, text out (EChat keeps the LLM's text ability with it)
+    Task.from_tag("TTS", "<TEXT2TOKEN>"),  # text in, speech tokens out
 ]
 
 
@@ -193,21 +240,20 @@ class TaskRegistry:
         values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
         return [canonical(kind, str(v)) for v in values]
 
-    def present_fields(self, sample: Mapping) -> set[str]:
-        """The task fields (transcript, words, answer, label kinds) that ``sample`` holds non-empty."""
-        present = {f for f in LABEL_FIELDS if self.labels_of(sample, f)}
-        if self.transcript(sample):
-            present.add("transcript")
-        if sample.get("words"):
-            present.add("words")
-        if str(sample.get("answer") or "").strip():
-            present.add("answer")
-        return present
+    def present_fields(self, sample: Mapping, has_audio: bool = True) -> set[str]:
+        """The task fields (transcript, words, answer, label kinds ..., and ``audio``) ``sample`` holds."""
+        return self.fields_of_keys(sample_keys(sample) + (["audio"] if has_audio else []))
+
+    @staticmethod
+    def fields_of_keys(keys: list[str] | frozenset[str]) -> set[str]:
+        """Sample keys (see ``sample_keys``) -> the task fields they provide."""
+        return {FIELD_OF_SAMPLE_KEY[k] for k in keys if k in FIELD_OF_SAMPLE_KEY}
 
     def missing_fields(self, task: Task, sample: Mapping, present: set[str] | None = None) -> list[str]:
         """The fields ``task`` needs that ``sample`` lacks or holds empty (named as in the sample)."""
         present = self.present_fields(sample) if present is None else present
-        return [SAMPLE_KEY_OF_FIELD[f] for f in task.fields if f not in present]
+        needed = task.fields + ((task.user_field,) if task.user_field else ())
+        return [SAMPLE_KEY_OF_FIELD[f] for f in needed if f not in present]
 
     def unknown_labels(self, sample: Mapping) -> list[str]:
         """``kind=value`` for every label of the sample outside the configured label sets."""
@@ -217,12 +263,25 @@ class TaskRegistry:
         return bad
 
     def can_serve(self, task: Task, sample: Mapping, present: set[str] | None = None) -> bool:
-        return not self.missing_fields(task, sample, present)
+        """``task`` has every field it needs in ``sample`` (and audio, unless its input is text)."""
+        present = self.present_fields(sample) if present is None else present
+        return not self.missing_fields(task, sample, present) and (not task.needs_audio or "audio" in present)
+
+    def user_text(self, task: Task, sample: Mapping) -> str | None:
+        """The user's input text of a text-input task (normalised like targets), else ``None``."""
+        if task.user_field == "transcript":
+            return self.transcript(sample)
+        if task.user_field:
+            text = " ".join(str(sample.get(task.user_field) or "").split())
+            return text.lower() if self.rendering.lowercase else text
+        return None
 
     # ----------------------------------------------------------------- rendering
     def render(self, task: Task, sample: Mapping, present: set[str] | None = None) -> str:
-        """The target text of ``task`` for ``sample``; ``KeyError`` if a field is missing."""
-        missing = self.missing_fields(task, sample, present)
+        """The target text of ``task`` for ``sample`` (empty for a speech-only target); ``KeyError`` if a
+        field it reads is missing."""
+        present = self.present_fields(sample) if present is None else present
+        missing = [SAMPLE_KEY_OF_FIELD[f] for f in task.fields if f != "speech_tokens" and f not in present]
         if missing:
             raise KeyError(f"task {task.tag} needs {missing}")
         body = ""

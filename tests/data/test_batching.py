@@ -7,14 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from osum.data.batching import BatchLimits, cut_batches, frame_buckets
+from osum.data.batching import BatchLimits, batch_fits, cut_batches, frame_buckets
+from osum.data.clips import Clip
 from osum.data.index import build_index, duration_bounds, entries_for, new_shard_stats, write_index
 from osum.data.processing import Example
 
 
-def example(key: str, frames: int, length: int) -> Example:
-    return Example(key, "s.tar", "<TRANSCRIBE>", "text", [1] * length, [1] * length, [-100] * length,
-                   torch.zeros(frames, 80), frames / 100)
+def example(key: str, frames: int | list[int], length: int) -> Example:
+    """An example with one clip per entry of ``frames`` (none for an empty list: text only)."""
+    clips = [Clip(f"{key}.wav_{i}", n, n / 100, mel=torch.zeros(n, 80)) for i, n in enumerate(
+        [frames] if isinstance(frames, int) else frames)]
+    return Example(key, "s.tar", "<TRANSCRIBE>", "text", [1] * length, [1] * length, [-100] * length, clips,
+                   sum(c.seconds for c in clips))
 
 
 def index_with(durations_per_shard: list[list[float]]) -> dict:
@@ -62,3 +66,15 @@ def test_without_bounds_each_buffer_splits_into_equal_groups():
 def test_unknown_bucket_mode_names_the_key():
     with pytest.raises(ValueError, match="data.batch.buckets"):
         BatchLimits(buckets="sorted")
+
+
+def test_frame_cost_counts_every_clip():
+    """The encoder cost of a batch is its longest clip times its clips: a 3-clip example counts 3 clips."""
+    limits = BatchLimits(max_tokens=10_000, max_frames=1000, max_samples=8)
+    three = example("dialogue", [100, 200, 300], 40)
+    assert three.frames == 600 and three.longest_clip == 300
+    assert batch_fits([example("a", 300, 40)], example("b", 300, 40), limits)  # 2 clips x 300 frames
+    assert not batch_fits([three], example("b", 300, 40), limits)  # 4 clips x 300 frames > 1000
+    text_only = example("t2t", [], 40)
+    assert text_only.frames == 0 and text_only.longest_clip == 0
+    assert batch_fits([example("a", 300, 40)] * 3, text_only, limits)  # costs no frames

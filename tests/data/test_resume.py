@@ -8,10 +8,11 @@ from torch.utils.data import DataLoader
 
 from osum.data.batching import BatchLimits
 from osum.data.mixture import TaskMixture
+from osum.data.plan import ALL, resume_plan
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.shardlist import resolve_shards
 from osum.data.shards import ShardWriter
-from osum.data.stream import ShardStream, resume_plan
+from osum.data.stream import ShardStream
 from osum.tasks import TaskRegistry
 from osum.template import SequenceBuilder
 
@@ -31,13 +32,13 @@ def shards(tmp_path_factory):
     return resolve_shards(str(out))
 
 
-def make_stream(shards, tokenizer, plan=None):
+def make_stream(shards, tokenizer, plan=None, buffer_size=5):
     registry = TaskRegistry.from_config()
     mixture = TaskMixture(registry, {"<TRANSCRIBE>": 1.0, "<TRANSCRIBE> <GENDER>": 1.0})
     processor = SampleProcessor(SequenceBuilder(tokenizer), registry, mixture, Filters(),
                                 spec_aug={"num_time_masks": 1, "max_time": 10, "num_freq_masks": 1, "max_freq": 5})
     return ShardStream(shards, processor, BatchLimits(max_tokens=10_000, max_frames=100_000, max_samples=3,
-                                                      buffer_size=5), pad_id=0, seed=3, resume=plan)
+                                                      buffer_size=buffer_size), pad_id=0, seed=3, resume=plan)
 
 
 class Trainer:
@@ -80,7 +81,7 @@ def test_other_world_size_restarts_epoch_without_finished_shards(shards, tokeniz
     first.consume(DataLoader(make_stream(shards, tokenizer), batch_size=None, num_workers=2), 12)
     plan = resume_plan(first.saved(), 0, 1, 1, shards, 3, True)
     assert plan.exact is None and "restarting stream epoch" in plan.note
-    assert plan.finished and plan.finished < set(shards)
+    assert plan.restart[ALL].finished and plan.restart[ALL].finished < set(shards)
     batches = Trainer(1).consume(make_stream(shards, tokenizer, plan), 6)
     first_shards = {k for keys, _, _ in batches for k in keys}
     assert first_shards  # continues
@@ -115,9 +116,7 @@ def test_output_type_per_batch_is_keyed_by_batch_index(tmp_path, tokenizer):
 def test_resume_when_the_buffer_spans_several_epochs(shards, tokenizer):
     """A sort buffer larger than the data holds the same samples from several stream epochs."""
     def stream(plan=None):
-        s = make_stream(shards, tokenizer, plan)
-        s.limits = BatchLimits(max_tokens=10_000, max_frames=100_000, max_samples=3, buffer_size=70)
-        return s
+        return make_stream(shards, tokenizer, plan, buffer_size=70)
 
     reference = Trainer(1).consume(stream(), 30)
     first = Trainer(1)
@@ -149,3 +148,15 @@ def test_task_groups_keep_tag_tasks_in_their_own_batches(tmp_path, tokenizer):
         group_of_task(registry, {"a": ["<GENDER>"], "b": ["<GENDER>"]})
     with pytest.raises(ValueError, match="task_groups.a"):
         group_of_task(registry, {"a": ["<NOPE>"]})
+
+
+def test_a_state_saved_before_sub_streams_resumes_the_same_stream(shards, tokenizer):
+    """Checkpoints written before batch groups became sub-streams hold one reader's fields per worker."""
+    reference = Trainer(1).consume(make_stream(shards, tokenizer), 10)
+    first = Trainer(1)
+    got = first.consume(make_stream(shards, tokenizer), 4)
+    [saved] = first.saved()
+    for role, state in saved["states"].items():
+        saved["states"][role] = {**state.pop("streams")[ALL], **state}  # the old layout: no "streams"
+    got += Trainer(1).consume(make_stream(shards, tokenizer, resume_plan([saved], 0, 1, 1, shards, 3, True)), 6)
+    assert got == reference

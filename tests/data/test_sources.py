@@ -71,3 +71,28 @@ def test_per_set_task_mixture_in_the_stream(tmp_path, tokenizer_dir):
             break
     assert {t for k, t in seen.items() if k.startswith("ser")} == {"<EMOTION>"}
     assert {t for k, t in seen.items() if k.startswith("asr")} == {"<TRANSCRIBE>"}
+
+
+def test_printed_shares_follow_field_availability(tmp_path, tokenizer_dir):
+    """<S2TCHAT> needs `answer`: with 2 samples of 10 holding one, it serves 10%, not its weight's 50%."""
+    from osum.data.datamodule import SpeechDataModule
+
+    with ShardWriter(tmp_path / "s", max_samples=5) as w:
+        for i in range(10):
+            meta = {"txt": "one two", "labels": LABELS, **({"answer": "three"} if i < 2 else {})}
+            w.write(f"k{i}", np.zeros(1600, np.float32) + 0.1, 16000, meta)
+    write_index(tmp_path / "s", build_index(w.stats))
+
+    def describe():
+        return SpeechDataModule(
+            train=str(tmp_path / "s"), valid=None, tokenizer=tokenizer_dir,
+            tasks={"<TRANSCRIBE>": 1.0, "<TRANSCRIBE> <S2TCHAT>": 1.0},
+            template={"layout": "osum", "eos_token": "<|endoftext|>"}, rendering={}, filters={}, batch={},
+            num_workers=0).describe_mixture()
+
+    text = describe()
+    assert "<TRANSCRIBE> <S2TCHAT>: 10.0%" in text and "<TRANSCRIBE>: 90.0%" in text and "no field counts" not in text
+    index = (tmp_path / "s" / "index.json").read_text()
+    (tmp_path / "s" / "index.json").write_text(index.replace('"field_sets"', '"old_field_sets"'))  # an older index
+    text = describe()
+    assert "<TRANSCRIBE> <S2TCHAT>: 50.0%" in text and "no field counts in its index" in text

@@ -13,12 +13,13 @@ import torch
 from osum.data.batching import BatchLimits
 from osum.data.features import apply_spec_masks, log_mel, log_mel_batch
 from osum.data.mixture import TaskMixture
+from osum.data.plan import shards_for
 from osum.data.processing import Filters, SampleProcessor
 from osum.data.reader import read_shard
 from osum.data.shardlist import resolve_shards
 from osum.data.shards import ShardWriter
 from osum.data.skips import SkipCounter
-from osum.data.stream import ShardStream, shards_for
+from osum.data.stream import ShardStream
 from osum.tasks import TaskRegistry
 from osum.template import SequenceBuilder
 
