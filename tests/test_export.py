@@ -40,6 +40,7 @@ def trained(tokenizer_dir, tmp_path_factory):
     model = copy.deepcopy(MODEL)
     model["llm"]["tokenizer"] = tokenizer_dir
     template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
+    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
     torch.manual_seed(0)
     stage = UnderstandingStage(model=model, optim={"lr": 1e-3}, scheduler={"name": "constant"},
                                text={"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING})

@@ -43,6 +43,7 @@ def echo_stage(tokenizer_dir: str, model: dict) -> EchoStage:
     model = copy.deepcopy(model)
     model["llm"]["tokenizer"] = tokenizer_dir
     template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
+    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
     torch.manual_seed(0)
     stage = EchoStage(model=model, optim={"lr": 1e-3}, scheduler={"name": "constant"},
                       text={"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING})
