@@ -67,7 +67,7 @@ class SampleProcessor:
             raise ValueError(f"data.features must be 'loader' or 'model', got {features!r}")
         self.features = features  # where the log-mel is computed: here, or on the model's device
         self.builder, self.registry, self.mixture = builder, registry, mixture
-        self.ctc_targets = ctc_targets  # also tokenize each sample's transcript, whatever task it serves
+        self.ctc_targets = ctc_targets  # also tokenize the transcript of samples whose task targets it
         self.filters, self.n_mels, self.spec_aug = filters, n_mels, spec_aug
         self.shard_mixtures = shard_mixtures or {}  # shard -> its set's own task mixture
         self.task_groups = task_groups or {}  # task tag -> batch group; other tasks group by output type
@@ -188,7 +188,9 @@ class SampleProcessor:
             raise BadSample("sequence_too_long", f"{len(seq)} tokens")
         clips = [make_clip(key, audio, self.features, self.n_mels, self.spec_aug if key == raw.key else None, rng)
                  for key, audio in audios]
-        if clips and self.ctc_targets and meta.get("txt") and cropped_from is None:
+        # CTC only where the transcript is the target: on X-only tasks it would pull the speech embeddings towards
+        # the words while the target asks for the voice (issue 11)
+        if clips and self.ctc_targets and task.has_transcript and meta.get("txt") and cropped_from is None:
             clips[-1].ctc_ids = self.builder.encode(self.registry.transcript(meta))
         return Example(key=raw.key, shard=raw.shard, task=task.tag, output_type=task.output_type,
                        input_ids=seq.input_ids, text_targets=seq.text_targets, speech_targets=seq.speech_targets,

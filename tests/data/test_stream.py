@@ -207,3 +207,16 @@ def test_model_side_features_ship_waveforms_with_the_same_masks(tmp_path, tokeni
     assert torch.equal(model["mel_lengths"], loader["mel_lengths"])
     mel, frames = log_mel_batch(model["audio"], model["audio_lengths"])
     torch.testing.assert_close(apply_spec_masks(mel, model["spec_masks"]), loader["mel"], atol=1e-6, rtol=1e-6)
+
+
+def test_ctc_ids_only_where_the_transcript_is_the_target(tokenizer):
+    from osum.data.reader import RawSample
+
+    registry = TaskRegistry.from_config()
+    raw = RawSample("k", "s.tar", audio=flac(tone()), meta=good_meta(0))
+    got = {}
+    for task in ("<TRANSCRIBE> <GENDER>", "<GENDER>"):
+        proc = SampleProcessor(SequenceBuilder(tokenizer), registry, TaskMixture(registry, {task: 1.0}),
+                               Filters(max_seconds=5.0), ctc_targets=True)
+        got[task] = proc(raw, random.Random(0)).clips[-1].ctc_ids
+    assert got["<TRANSCRIBE> <GENDER>"] and got["<GENDER>"] is None
