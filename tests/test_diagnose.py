@@ -1,21 +1,11 @@
 """The probe tool: a linear probe finds separable labels and not random ones; the table runs on real shards."""
 
-import copy
-
 import torch
+from tiny_models import tiny_model
 
 from osum.diagnose import linear_probe, main
 from osum.models.artifacts import save_checkpoint
 from osum.models.backbone import build_backbone
-
-MODEL = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64}, "lora": {"enabled": False}},
-    "speech_token_num": 4097, "utterance_slots": 1,
-}
 
 
 def test_linear_probe_reads_separable_labels_only():
@@ -31,8 +21,7 @@ def test_linear_probe_reads_separable_labels_only():
 def test_probe_table_on_real_shards(mini_data, tokenizer_dir, tmp_path, capsys):
     from omegaconf import OmegaConf
 
-    cfg = copy.deepcopy(MODEL)
-    cfg["llm"]["tokenizer"] = tokenizer_dir
+    cfg = tiny_model(tokenizer_dir, utterance_slots=1)
     backbone, _ = build_backbone(cfg)
     template = OmegaConf.to_container(OmegaConf.load("configs/template/chatml.yaml"))
     template["utterance_slots"] = 1

@@ -5,29 +5,15 @@ import copy
 import pytest
 import torch
 from batches import pad, text_batch
+from tiny_models import TINY_MODEL, tiny_model
 
 from osum.models.backbone import build_backbone
 from osum.template import SequenceBuilder, SpeechVocab, Text, Turn, speech_table_id
 
-TINY = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64, "tie_word_embeddings": False},
-            "lora": {"enabled": False}},
-    "speech_token_num": 4097,
-    "freeze": ["^speech_head\\."],
-}
-
 
 def make(tokenizer_dir, **changes):
-    cfg = copy.deepcopy(TINY)
-    cfg["llm"]["tokenizer"] = tokenizer_dir
-    for k, v in changes.items():
-        cfg[k] = v
     torch.manual_seed(0)
-    return build_backbone(cfg)
+    return build_backbone(tiny_model(tokenizer_dir, **{"freeze": ["^speech_head\\."], **changes}))
 
 
 def batch_for(model, tokenizer, n=2, frames=(90, 57)):
@@ -64,7 +50,7 @@ def test_freezing_by_regex_exactly(tokenizer_dir, tokenizer):
 
 
 def test_lora_trains_only_adapters_encoder_and_link(tokenizer_dir, tokenizer):
-    llm = copy.deepcopy(TINY["llm"])
+    llm = copy.deepcopy(TINY_MODEL["llm"])
     llm["lora"] = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
     model, _ = make(tokenizer_dir, llm={**llm, "tokenizer": tokenizer_dir})
     trained = grads_of(model, batch_for(model, tokenizer))

@@ -7,11 +7,11 @@ walks through them in order.
 
 from __future__ import annotations
 
-import copy
 import itertools
 
 import pytest
 import torch
+from tiny_models import tiny_model
 
 from osum.models.backbone import build_backbone
 from osum.models.generation import GREEDY, PhasePlan, Sampling, generate, process_logits, settings_for
@@ -19,24 +19,13 @@ from osum.template import OUTPUT_TYPES, SPEECH, speech_table_id
 
 S = 4096  # the speech boundary code
 NEVER = 10**6  # an EOS id no head can produce
-TINY = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64, "tie_word_embeddings": False},
-            "lora": {"enabled": False}},
-    "speech_token_num": 4097,
-}
 TEXT_PLAN = PhasePlan(start_phase="text", stop="text_eos", max_new_tokens=8)
 
 
 @pytest.fixture(scope="module")
 def backbone(tokenizer_dir):
-    cfg = copy.deepcopy(TINY)
-    cfg["llm"]["tokenizer"] = tokenizer_dir
     torch.manual_seed(0)
-    model, _ = build_backbone(cfg)
+    model, _ = build_backbone(tiny_model(tokenizer_dir))
     return model.eval()
 
 

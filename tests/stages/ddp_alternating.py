@@ -16,20 +16,11 @@ from lightning.pytorch.strategies import DDPStrategy
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
 from batches import pad, text_batch  # noqa: E402
+from tiny_models import tiny_model  # noqa: E402
 
 from osum.stages.base import StageBase  # noqa: E402
 from osum.template import IGNORE, SequenceBuilder, Text, Turn  # noqa: E402
 from osum.text import load_tokenizer  # noqa: E402
-
-TINY = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64, "tie_word_embeddings": False},
-            "lora": {"enabled": False}},
-    "speech_token_num": 4097, "freeze": [], "checkpoint_weights": "full",
-}
 
 
 def batches(tokenizer) -> list[dict]:
@@ -55,7 +46,7 @@ class Stage(StageBase):
 def main(tokenizer_dir: str, out_file: str, world: int, plain: bool) -> None:
     L.seed_everything(0)
     tokenizer = load_tokenizer(tokenizer_dir)
-    model = dict(TINY, llm={**TINY["llm"], "tokenizer": tokenizer_dir})
+    model = tiny_model(tokenizer_dir, freeze=[], checkpoint_weights="full")
     stage = Stage(model, {"lr": 1e-2}, {"name": "constant"})
     initial = {k: v.detach().clone() for k, v in stage.backbone.state_dict().items()}
     if plain:

@@ -1,31 +1,20 @@
 """The stage turns a loader batch into the backbone's tensors; with data.features=model it computes the log-mel."""
 
-import copy
 import random
 
 import pytest
 import torch
 from batches import text_batch
+from tiny_models import tiny_model
 
 from osum.data.features import HOP, draw_spec_masks, log_mel, spec_augment
 from osum.models.backbone import build_backbone
 from osum.stages.base import model_inputs
 
-TINY = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64}, "lora": {"enabled": False}},
-    "speech_token_num": 4097,
-}
-
 
 def test_features_on_the_model_give_the_loaders_loss(tokenizer_dir, tokenizer):
-    cfg = copy.deepcopy(TINY)
-    cfg["llm"]["tokenizer"] = tokenizer_dir
     torch.manual_seed(0)
-    model, _ = build_backbone(cfg)
+    model, _ = build_backbone(tiny_model(tokenizer_dir))
     model.eval()
     rng = torch.Generator().manual_seed(0)
     audio = [0.1 * torch.randn(n, generator=rng) for n in (14400, 9120)]  # 90 and 57 frames
