@@ -24,7 +24,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("osum.data",),
     "models": ("osum.models",),
     "stages": ("osum.stages", "osum.callbacks", "osum.loggers", "osum.strategies"),
-    "entry": ("osum.inference", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert"),
+    "entry": ("osum.inference", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert",
+              "osum.diagnose"),
 }
 MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
@@ -33,6 +34,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "stages": {"core", "data", "models", "stages"},
     "entry": {"core", "data", "models", "stages", "entry"},
 }
+
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
