@@ -163,21 +163,24 @@ class SpeechLLM(nn.Module):
 
     # ------------------------------------------------------------------ training
     @staticmethod
-    def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, sel: torch.Tensor) -> HeadLoss:
-        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere)."""
+    def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, sel: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> HeadLoss:
+        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere);
+        ``weights`` (B, L) scale each position's share of ``loss_sum`` (the other figures stay unweighted)."""
         logits = head(hidden[sel])
         ce = F.cross_entropy(logits.float(), targets[sel], reduction="none")
+        weighted = ce if weights is None else ce * weights[sel].to(ce.dtype)
         sample_of_token = sel.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
-        return HeadLoss(ce.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct, targets[sel],
+        return HeadLoss(weighted.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct, targets[sel],
                         ce.detach(), hits)
 
     def forward(self, input_ids: torch.Tensor, text_targets: torch.Tensor, speech_targets: torch.Tensor | None = None,
                 mel: torch.Tensor | None = None, mel_lengths: torch.Tensor | None = None,
                 clip_keys: list[str] | None = None, ctc_targets: torch.Tensor | None = None,
-                ctc_lengths: torch.Tensor | None = None) -> dict[str, Any]:
+                ctc_lengths: torch.Tensor | None = None, text_weights: torch.Tensor | None = None) -> dict[str, Any]:
         """Summed cross-entropy per head (``text``, ``speech``: a ``HeadLoss`` each, the head run only at its own
         positions), with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``, and
         ``used``: the names of the optional parts that ran (encoder, adapter, ctc, speech_embed, text_head,
@@ -185,7 +188,8 @@ class SpeechLLM(nn.Module):
 
         ``input_ids``, ``text_targets``, ``speech_targets``: (B, L), laid out by ``osum.template``; ``mel``
         (N, T, n_mels) and ``mel_lengths`` (N,): one row per speech clip, in placeholder order; ``clip_keys``
-        name the clips for the frozen-encoder cache; ``ctc_targets`` (N, U) / ``ctc_lengths`` (N,) per clip."""
+        name the clips for the frozen-encoder cache; ``ctc_targets`` (N, U) / ``ctc_lengths`` (N,) per clip;
+        ``text_weights`` (B, L): a weight per text-target position in the text loss (None: all 1)."""
         speech = speech_lengths = None
         out: dict[str, Any] = {"used": set()}
         if mel is not None:
@@ -203,7 +207,7 @@ class SpeechLLM(nn.Module):
         for name, head, targets in (("text", self.text_head, text_targets), ("speech", self.speech_head, speech_targets)):
             sel = None if targets is None else targets != IGNORE
             if sel is not None and bool(sel.any()):
-                out[name] = self._head_loss(head, hidden, targets, sel)
+                out[name] = self._head_loss(head, hidden, targets, sel, text_weights if name == "text" else None)
                 out["used"].add(f"{name}_head")
             else:
                 out[name] = HeadLoss.empty(input_ids.shape[0], hidden)

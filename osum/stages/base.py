@@ -94,12 +94,14 @@ class StageBase(L.LightningModule):
         self.backbone, self.tokenizer = build_backbone(model)
         self.backbone.check_vocab(SpeechVocab(int(((text or {}).get("template") or {}).get("speech_codes", 4096))))
         weights = dict(model.get("loss_weights") or {})
-        unknown = sorted(set(weights) - set(HEADS))
+        unknown = sorted(set(weights) - {*HEADS, "tags"})
         if unknown:
-            raise ValueError(f"model.loss_weights: unknown head(s) {unknown}; the heads are {list(HEADS)}")
-        self.loss_weights = {h: float(weights.get(h, 1.0)) for h in HEADS}
+            raise ValueError(f"model.loss_weights: unknown key(s) {unknown}; the keys are {[*HEADS, 'tags']}")
+        self.loss_weights = {h: float(weights.get(h, 1.0)) for h in (*HEADS, "tags")}
         self._idle: dict[int, torch.nn.Parameter] | None = None  # parameters no micro-batch of this step used
         self.tag_kinds, self._tag_kind_of_id = tag_token_kinds(self.tokenizer, (text or {}).get("rendering") or {})
+        if self.loss_weights["tags"] != 1.0 and self._tag_kind_of_id is None:
+            raise ValueError("model.loss_weights.tags: no label tag is a single token of this tokenizer")
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
         self.run_dir = run_dir
         self.skips = SkipCounter()
@@ -124,7 +126,7 @@ class StageBase(L.LightningModule):
                      prog_bar=True, batch_size=bs)
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels))
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), text_weights=self._text_weights(batch))
         heads = [out[h] for h in HEADS]
         tokens = self._global_tokens(torch.stack([h.n_tokens for h in heads]))
         # DDP averages gradients over ranks: scale so that each head's loss is its mean over all its supervised
@@ -149,6 +151,15 @@ class StageBase(L.LightningModule):
             self.log(f"train/tag_acc_{kind}", t_hits / t_n, batch_size=1)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
         return loss + self._touch_idle(out["used"])
+
+    def _text_weights(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
+        """``model.loss_weights.tags`` at the positions whose target is a label tag, 1 elsewhere (None if 1)."""
+        if self.loss_weights["tags"] == 1.0:
+            return None
+        targets = batch["text_targets"]
+        table = self._tag_kind_of_id.to(targets.device)
+        is_tag = (table[targets.clamp(min=0, max=len(table) - 1)] >= 0) & (targets >= 0) & (targets < len(table))
+        return torch.where(is_tag, self.loss_weights["tags"], 1.0)
 
     def _tag_stats(self, head) -> dict[str, tuple[float, float, float]]:
         """Cross-entropy sum, count and hits at the positions whose target is a label tag, per tag kind: the

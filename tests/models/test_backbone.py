@@ -164,3 +164,17 @@ def test_out_of_range_speech_rows_raise_and_sizes_are_checked(tokenizer_dir, tok
     model.check_vocab(SpeechVocab(4096))
     with pytest.raises(ValueError, match="speech_token_num"):
         model.check_vocab(SpeechVocab(1024))
+
+
+def test_text_weights_scale_only_the_weighted_positions(tokenizer_dir, tokenizer):
+    model, _ = make(tokenizer_dir)
+    model.eval()
+    batch = batch_for(model, tokenizer)
+    plain = model(**batch)["text"]
+    weights = torch.ones(batch["text_targets"].shape)
+    last = (batch["text_targets"] != -100).nonzero()[-1]  # one position (the last EOS) weighted x10
+    weights[last[0], last[1]] = 10.0
+    weighted = model(**batch, text_weights=weights)["text"]
+    k = int(((batch["text_targets"] != -100).nonzero() == last).all(1).nonzero())
+    assert weighted.loss_sum.item() == pytest.approx(plain.loss_sum.item() + 9 * plain.token_loss[k].item(), rel=1e-5)
+    assert int(weighted.n_tokens) == int(plain.n_tokens)  # counts (the normaliser) stay unweighted
