@@ -34,16 +34,21 @@ RENDERING = {"prompt_file": None, "answer_separator": "<开始回答>", "time_de
 TASKS = ["<TRANSCRIBE>", "<TRANSCRIBE> <GENDER>", "<TRANSCRIBE> <EMOTION>"]
 
 
+def text_side(tokenizer_dir: str) -> dict:
+    """The text-side config of the tiny stages: the repository's ChatML template, the test rendering."""
+    template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
+    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
+    return {"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING}
+
+
 @pytest.fixture(scope="module")
 def trained(tokenizer_dir, tmp_path_factory):
     """A Lightning checkpoint of a tiny stage whose LoRA B matrices are non-zero, and its export folder."""
     model = copy.deepcopy(MODEL)
     model["llm"]["tokenizer"] = tokenizer_dir
-    template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
-    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
     torch.manual_seed(0)
     stage = UnderstandingStage(model=model, optim={"lr": 1e-3}, scheduler={"name": "constant"},
-                               text={"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING})
+                               text=text_side(tokenizer_dir))
     with torch.no_grad():
         for name, p in stage.named_parameters():
             if "lora_B" in name:

@@ -10,8 +10,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-import yaml
-from test_export import MODEL, RENDERING
+from test_export import MODEL, text_side
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 from osum.export import export
@@ -19,7 +18,6 @@ from osum.inference import DecodeOptions, SpeechAssistant
 from osum.models.artifacts import artifact_kind, is_export_dir, load_backbone
 from osum.stages.base import StageBase
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class EchoStage(StageBase):
@@ -42,11 +40,8 @@ def write_checkpoint(stage: L.LightningModule, path: Path) -> Path:
 def echo_stage(tokenizer_dir: str, model: dict) -> EchoStage:
     model = copy.deepcopy(model)
     model["llm"]["tokenizer"] = tokenizer_dir
-    template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
-    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
     torch.manual_seed(0)
-    stage = EchoStage(model=model, optim={"lr": 1e-3}, scheduler={"name": "constant"},
-                      text={"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING})
+    stage = EchoStage(model=model, optim={"lr": 1e-3}, scheduler={"name": "constant"}, text=text_side(tokenizer_dir))
     with torch.no_grad():
         for p in stage.backbone.parameters():
             if p.requires_grad:
