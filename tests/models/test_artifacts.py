@@ -19,7 +19,6 @@ from osum.models.artifacts import artifact_kind, is_export_dir, load_backbone
 from osum.stages.base import StageBase
 
 
-
 class EchoStage(StageBase):
     """A stage of its own kind, with a module of its own beside the backbone."""
 
