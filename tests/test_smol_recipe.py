@@ -12,6 +12,7 @@ from rlazyload import write_lazyload
 from test_train import run
 
 from data_prep import smol_corpus
+from osum.convert.tokens import add_tag_tokens
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +29,7 @@ def smol_root(tmp_path_factory, tokenizer_dir) -> Path:
                                  num_key_value_heads=2, intermediate_size=128, tie_word_embeddings=True)
                      ).save_pretrained(llm)
     tok.save_pretrained(llm)
+    add_tag_tokens(llm, root / "assets" / "smollm2-135m-tags")  # as `make smol-assets` does
     words = "he was not an ill disposed young man unless to be rather cold hearted and selfish".split()
     sentences = [" ".join(words[(3 * i) % 10 : (3 * i) % 10 + 6] + [words[i % 16]]) + "." for i in range(40)]
     write_lazyload(root / "janeaustenr" / "data" / "Rdata", {"emma": sentences})

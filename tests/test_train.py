@@ -34,6 +34,7 @@ def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert losses and all(loss == loss and loss > 0 for loss in losses)
     assert any(r.get("val/loss") for r in rows)
+    assert any(r.get("train/label_choice_loss") for r in rows)  # the recipe weights the label choice
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))  # TensorBoard next to the CSV by default
     skipped = json.loads((run_dir / "skipped_samples_rank0.json").read_text())
     assert skipped["total"] == 0
@@ -43,7 +44,7 @@ def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
                "--max-new-tokens", "6", "--batch-size", "3")
     report = json.loads((out / "report.json").read_text())
     assert "<TRANSCRIBE>" in report["tasks"] and "wer" in report["tasks"]["<TRANSCRIBE>"]
-    assert "<TRANSCRIBE> <GENDER>" in report["tasks"]
+    assert "<TRANSCRIBE> <GENDER>" in report["tasks"] and "gender" in report["tasks"]["<GENDER>"]  # and X-only
     hyps = [json.loads(line) for line in open(out / "hyp.jsonl")]
     assert len({h["key"] for h in hyps}) == 6 and all("ref" in h and "hyp" in h for h in hyps)
     assert "<TRANSCRIBE>" in proc.stdout

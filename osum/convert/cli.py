@@ -12,6 +12,7 @@ from pathlib import Path
 from osum.convert.checks import check_llm, check_whisper
 from osum.convert.gguf import convert_smollm2_gguf
 from osum.convert.original import import_original_checkpoint
+from osum.convert.tokens import add_tag_tokens
 from osum.convert.whisper import convert_whisper_ct2
 from osum.models.llm import DTYPES
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--arch", choices=["qwen2", "llama"], default="qwen2")
     s.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    at = sub.add_parser("add-tags", help="a tokenizer folder with every label tag as one added token")
+    at.add_argument("--src", type=Path, required=True, help="a tokenizer (or model) folder")
+    at.add_argument("--out", type=Path, required=True, help="the tokenizer folder to write")
     cw = sub.add_parser("check-whisper", help="transcribe LibriVox wavs with a converted Whisper, print WER")
     cw.add_argument("--model", type=Path, required=True)
     cw.add_argument("--audio-dir", type=Path, default=Path("/usr/share/pocketsphinx/test/data/librivox"))
@@ -64,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {convert_whisper_ct2(args.src, args.out, args.dtype, multilingual)}")
     elif args.command == "smollm2-gguf":
         print(f"wrote {convert_smollm2_gguf(args.src, args.out, args.arch, args.dtype)}")
+    elif args.command == "add-tags":
+        out, added = add_tag_tokens(args.src, args.out)
+        print(f"added {len(added)} tag tokens ({' '.join(added[:6])}{' ...' if len(added) > 6 else ''}); wrote {out}")
     elif args.command == "check-whisper":
         check_whisper(args.model, args.audio_dir)
     elif args.command == "import-original":

@@ -24,7 +24,8 @@ from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
-from osum.models.llm import apply_lora, base_model, build_llm
+from osum.models.llm import apply_lora, base_model, build_llm, trainable_token_ids
+from osum.models.utterance import UtteranceEmbedding
 from osum.template import IGNORE, SPEECH, SpeechVocab
 from osum.text import load_tokenizer
 
@@ -43,6 +44,8 @@ class HeadLoss:
     token_targets: torch.Tensor  # per supervised position (detached): its target, cross-entropy and argmax hit
     token_loss: torch.Tensor
     token_hits: torch.Tensor
+    choice_loss_sum: torch.Tensor | None = None  # the label-choice loss (``LabelChoices``): its sum and count
+    n_choices: torch.Tensor | None = None
 
     @classmethod
     def empty(cls, batch: int, like: torch.Tensor) -> HeadLoss:
@@ -50,10 +53,33 @@ class HeadLoss:
         return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros, none.long(), none, none)
 
 
+@dataclass
+class LabelChoices:
+    """Which text tokens are label tags, and each kind's labels. At a position whose target is a label tag the
+    label-choice loss is the cross-entropy among that kind's labels only (``<MALE>`` against ``<FEMALE>``): it
+    trains which label, not whether a tag comes now, so weighting it does not make transcripts end early."""
+
+    kind_of_id: torch.Tensor  # (V,) kind index per text token id; -1: not a label tag
+    ids: torch.Tensor  # (K, M) each kind's label token ids, padded with -1
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed label-choice cross-entropy and the number of label positions among (N, V) logits."""
+        kind_of_id, ids = self.kind_of_id.to(targets.device), self.ids.to(targets.device)
+        inside = targets < len(kind_of_id)
+        kinds = torch.where(inside, kind_of_id[targets.clamp(max=len(kind_of_id) - 1)], -1)
+        at = kinds >= 0
+        if not bool(at.any()):
+            return logits.new_zeros((), dtype=torch.float32), at.sum()
+        candidates = ids[kinds[at]]  # (n, M)
+        scores = logits[at].float().gather(1, candidates.clamp(min=0)).masked_fill(candidates < 0, float("-inf"))
+        which = (candidates == targets[at][:, None]).float().argmax(1)
+        return F.cross_entropy(scores, which, reduction="sum"), at.sum()
+
+
 class SpeechLLM(nn.Module):
     def __init__(self, encoder: WhisperEncoder, adapter: Adapter, llm: nn.Module, speech_token_num: int = 4097,
                  encoder_cache: bool = False, ctc_weight: float = 0.0, encoder_sub_batches: int = 1,
-                 utterance_embedding: bool = False):
+                 utterance_embedding: bool = False, utterance_last: bool = True):
         super().__init__()
         self.encoder, self.adapter, self.llm = encoder, adapter, llm
         hidden = base_model(llm).config.hidden_size
@@ -68,12 +94,10 @@ class SpeechLLM(nn.Module):
         self._encoder_cache: dict[str, torch.Tensor] = {}
         self.ctc_weight = ctc_weight
         self.ctc = EmbeddingCTC(hidden) if ctc_weight > 0 else None  # training aid only: unused in generation
-        # Who is speaking and how (gender, age, emotion, style) is an utterance-level property that a frozen
-        # encoder holds (a linear probe on its mean-pooled output finds it) but the adapter's frame path loses
-        # once the transcript loss, ~93% of the tokens, shapes it. An optional first embedding per clip, the
-        # mean-pooled encoder output through its own projection, keeps that path apart from the transcript's.
-        self.utterance = nn.Sequential(nn.LayerNorm(encoder.d_model), nn.Linear(encoder.d_model, hidden)) \
-            if utterance_embedding else None
+        # Who is speaking and how is an utterance-level property that the adapter's frame path loses once the
+        # transcript loss, ~93% of the tokens, shapes it: an optional first embedding per clip keeps it apart.
+        self.utterance = UtteranceEmbedding(encoder.d_model, hidden) if utterance_embedding else None
+        self.utterance_last = utterance_last  # after the clip's frames (next to the answer) instead of before them
 
     # ------------------------------------------------------------------ pieces of the LLM
     @property
@@ -124,7 +148,7 @@ class SpeechLLM(nn.Module):
     def encode_speech(self, mel: torch.Tensor, mel_lengths: torch.Tensor,
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths; with an utterance
-        embedding, each clip's first embedding is its mean-pooled encoder output, projected (see ``__init__``)."""
+        embedding, each clip's first embedding is its pooled encoder output (``osum.models.utterance``)."""
         if self.use_encoder_cache and keys is not None and is_frozen(self.encoder):
             enc, enc_lengths = self._encoder_with_cache(mel, mel_lengths, keys)
         else:
@@ -132,9 +156,12 @@ class SpeechLLM(nn.Module):
         speech, lengths = self.adapter(enc, enc_lengths)
         if self.utterance is None:
             return speech, lengths
-        real = lengths_to_mask(enc_lengths, enc.shape[1])[..., None].to(enc.dtype)
-        pooled = (enc * real).sum(1) / enc_lengths.clamp(min=1)[:, None].to(enc.dtype)
-        return torch.cat([self.utterance(pooled)[:, None].to(speech.dtype), speech], 1), lengths + 1
+        voice = self.utterance(enc, enc_lengths).to(speech.dtype)
+        if not self.utterance_last:
+            return torch.cat([voice[:, None], speech], 1), lengths + 1
+        rows = torch.arange(len(lengths), device=speech.device)
+        out = torch.cat([speech, torch.zeros_like(speech[:, :1])], 1).index_put((rows, lengths), voice)
+        return out, lengths + 1
 
     # ------------------------------------------------------------------ embedding of laid-out ids
     def check_vocab(self, vocab: SpeechVocab) -> None:
@@ -164,23 +191,23 @@ class SpeechLLM(nn.Module):
     # ------------------------------------------------------------------ training
     @staticmethod
     def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, sel: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> HeadLoss:
-        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere);
-        ``weights`` (B, L) scale each position's share of ``loss_sum`` (the other figures stay unweighted)."""
+                   choices: LabelChoices | None = None) -> HeadLoss:
+        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere), and
+        with ``choices`` the label-choice loss at its label positions."""
         logits = head(hidden[sel])
         ce = F.cross_entropy(logits.float(), targets[sel], reduction="none")
-        weighted = ce if weights is None else ce * weights[sel].to(ce.dtype)
+        choice = choices.loss(logits, targets[sel]) if choices is not None else (None, None)
         sample_of_token = sel.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
-        return HeadLoss(weighted.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct, targets[sel],
-                        ce.detach(), hits)
+        return HeadLoss(ce.sum(), sel.sum(), hits.sum(), per_sample, sel.sum(1), per_sample_correct, targets[sel],
+                        ce.detach(), hits, *choice)
 
     def forward(self, input_ids: torch.Tensor, text_targets: torch.Tensor, speech_targets: torch.Tensor | None = None,
                 mel: torch.Tensor | None = None, mel_lengths: torch.Tensor | None = None,
                 clip_keys: list[str] | None = None, ctc_targets: torch.Tensor | None = None,
-                ctc_lengths: torch.Tensor | None = None, text_weights: torch.Tensor | None = None) -> dict[str, Any]:
+                ctc_lengths: torch.Tensor | None = None, label_choices: LabelChoices | None = None) -> dict[str, Any]:
         """Summed cross-entropy per head (``text``, ``speech``: a ``HeadLoss`` each, the head run only at its own
         positions), with ``ctc_weight`` the auxiliary CTC loss (mean per transcript token) as ``ctc_loss``, and
         ``used``: the names of the optional parts that ran (encoder, adapter, ctc, speech_embed, text_head,
@@ -189,7 +216,7 @@ class SpeechLLM(nn.Module):
         ``input_ids``, ``text_targets``, ``speech_targets``: (B, L), laid out by ``osum.template``; ``mel``
         (N, T, n_mels) and ``mel_lengths`` (N,): one row per speech clip, in placeholder order; ``clip_keys``
         name the clips for the frozen-encoder cache; ``ctc_targets`` (N, U) / ``ctc_lengths`` (N,) per clip;
-        ``text_weights`` (B, L): a weight per text-target position in the text loss (None: all 1)."""
+        ``label_choices``: also the label-choice loss of the text head (``HeadLoss.choice_loss_sum``)."""
         speech = speech_lengths = None
         out: dict[str, Any] = {"used": set()}
         if mel is not None:
@@ -207,7 +234,7 @@ class SpeechLLM(nn.Module):
         for name, head, targets in (("text", self.text_head, text_targets), ("speech", self.speech_head, speech_targets)):
             sel = None if targets is None else targets != IGNORE
             if sel is not None and bool(sel.any()):
-                out[name] = self._head_loss(head, hidden, targets, sel, text_weights if name == "text" else None)
+                out[name] = self._head_loss(head, hidden, targets, sel, label_choices if name == "text" else None)
                 out["used"].add(f"{name}_head")
             else:
                 out[name] = HeadLoss.empty(input_ids.shape[0], hidden)
@@ -252,6 +279,12 @@ class SpeechLLM(nn.Module):
         return results
 
 
+def _utterance_last(position: str) -> bool:
+    if position not in ("first", "last"):
+        raise ValueError(f"model.utterance_position must be 'first' or 'last', got {position!r}")
+    return position == "last"
+
+
 def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
     """SpeechLLM and tokenizer from the ``model`` config group (a plain mapping)."""
     llm_cfg = cfg["llm"]
@@ -274,7 +307,8 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
     lora = llm_cfg.get("lora") or {}
     if lora.get("enabled"):
         llm = apply_lora(llm, r=lora["r"], alpha=lora["alpha"], dropout=lora["dropout"],
-                         target_modules=list(lora["target_modules"]))
+                         target_modules=list(lora["target_modules"]),
+                         trainable_tokens=trainable_token_ids(tokenizer, lora.get("trainable_tokens")))
     hidden = base_model(llm).config.hidden_size
     a = dict(cfg["adapter"])
     adapter = Adapter(d_enc=encoder.d_model, d_llm=hidden, d_model=a.get("d_model", encoder.d_model),
@@ -283,6 +317,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
     model = SpeechLLM(encoder, adapter, llm, speech_token_num=cfg["speech_token_num"],
                       encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)),
                       encoder_sub_batches=int(cfg.get("encoder_sub_batches", 1)),
-                      utterance_embedding=bool(cfg.get("utterance_slots", 0)))
+                      utterance_embedding=bool(cfg.get("utterance_slots", 0)),
+                      utterance_last=_utterance_last(cfg.get("utterance_position", "last")))
     apply_freezing(model, list(cfg.get("freeze") or []), list(cfg.get("unfreeze") or []))
     return model, tokenizer

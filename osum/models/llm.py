@@ -22,7 +22,13 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
     if dtype not in DTYPES:
         raise ValueError(f"model.llm.dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     if path:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+        llm = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], attn_implementation=attn_implementation)
+        rows = llm.get_input_embeddings().num_embeddings
+        if rows < vocab_size:  # a tokenizer with added tokens (osum.convert add-tags)
+            log.info("growing the embedding table of %s from %d to %d rows for the tokenizer's added tokens",
+                     path, rows, vocab_size)
+            grow_rows(llm, vocab_size)
+        return llm
     if not config:
         raise ValueError("model.llm needs either path (a local Hugging Face folder) or config (sizes)")
     cfg = dict(config)
@@ -33,13 +39,47 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
     return AutoModelForCausalLM.from_config(hf_config, dtype=DTYPES[dtype])
 
 
-def apply_lora(llm: nn.Module, r: int, alpha: int, dropout: float, target_modules: list[str]) -> nn.Module:
-    """Wrap ``llm`` with peft LoRA adapters; peft freezes the base weights."""
+@torch.no_grad()
+def grow_rows(llm: nn.Module, vocab_size: int) -> None:
+    """Grow the input (and an untied output) table to ``vocab_size`` rows, each new row the mean of the old ones:
+    the same rows on every rebuild, so a checkpoint that leaves out the frozen base finds them again."""
+    old = [m.weight.shape[0] for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None]
+    llm.resize_token_embeddings(vocab_size, mean_resizing=False)
+    tables = {id(m.weight): m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None}
+    for weight, rows in zip(tables.values(), old):
+        weight[rows:] = weight[:rows].mean(0)
+
+
+def apply_lora(llm: nn.Module, r: int, alpha: int, dropout: float, target_modules: list[str],
+               trainable_tokens: list[int] | None = None) -> nn.Module:
+    """Wrap ``llm`` with peft LoRA adapters; peft freezes the base weights. ``trainable_tokens``: token ids whose
+    embedding rows (and tied output rows) train in full (peft's trainable tokens)."""
     from peft import LoraConfig, get_peft_model
 
     cfg = LoraConfig(task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=dropout,
-                     target_modules=list(target_modules))
+                     target_modules=list(target_modules), trainable_token_indices=trainable_tokens or None)
     return get_peft_model(llm, cfg)
+
+
+def trainable_token_ids(tokenizer, spec: str | list[str] | None) -> list[int]:
+    """``model.llm.lora.trainable_tokens`` -> token ids: ``"tags"`` (every label tag the tokenizer has as an added
+    token, see ``osum.convert.tokens``), a list of token strings (each must be one token), or none."""
+    from osum.tasks.labels import every_tag
+
+    if not spec:
+        return []
+    if spec == "tags":
+        added = tokenizer.get_added_vocab()
+        return sorted(added[t] for t in every_tag() if t in added)
+    if isinstance(spec, str):
+        raise ValueError(f"model.llm.lora.trainable_tokens: {spec!r} is not 'tags' or a list of tokens")
+    ids = []
+    for token in spec:
+        pieces = tokenizer.encode(token, add_special_tokens=False)
+        if len(pieces) != 1:
+            raise ValueError(f"model.llm.lora.trainable_tokens: {token!r} is {len(pieces)} tokens of this tokenizer")
+        ids.append(pieces[0])
+    return ids
 
 
 def base_model(llm: nn.Module) -> nn.Module:

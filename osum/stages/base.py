@@ -17,7 +17,7 @@ import torch.distributed as dist
 from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
 from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
-from osum.models.backbone import build_backbone
+from osum.models.backbone import LabelChoices, build_backbone
 from osum.stages.schedule import lr_factor
 from osum.tasks import TaskRegistry
 from osum.tasks.labels import tag as tag_string
@@ -43,20 +43,26 @@ def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float,
     return result
 
 
-def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str], torch.Tensor | None]:
-    """Label kinds, and a table token id -> kind index (-1: not a tag) for the label tags that are one token of
-    this tokenizer (tags split into pieces are not monitored here)."""
+def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str], LabelChoices | None]:
+    """Label kinds, and for the label tags that are one token of this tokenizer their token ids per kind
+    (``LabelChoices``: monitoring and the label-choice loss); tags split into pieces are left out."""
     label_sets = TaskRegistry.from_config(**dict(rendering)).rendering.label_sets
     kinds = sorted(label_sets)
-    table = torch.full((len(tokenizer),), -1, dtype=torch.long)
-    found = False
+    kind_of_id = torch.full((len(tokenizer),), -1, dtype=torch.long)
+    ids_per_kind: list[list[int]] = []
     for k, kind in enumerate(kinds):
+        ids_per_kind.append([])
         for label in label_sets[kind]:
             ids = tokenizer.encode(tag_string(label), add_special_tokens=False)
-            if len(ids) == 1 and ids[0] < len(table):
-                table[ids[0]] = k
-                found = True
-    return kinds, table if found else None
+            if len(ids) == 1 and ids[0] < len(kind_of_id):
+                kind_of_id[ids[0]] = k
+                ids_per_kind[-1].append(ids[0])
+    if not any(ids_per_kind):
+        return kinds, None
+    table = torch.full((len(kinds), max(map(len, ids_per_kind))), -1, dtype=torch.long)
+    for k, ids in enumerate(ids_per_kind):
+        table[k, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return kinds, LabelChoices(kind_of_id, table)
 
 
 def model_inputs(batch: Mapping[str, Any], n_mels: int) -> dict[str, Any]:
@@ -99,8 +105,9 @@ class StageBase(L.LightningModule):
             raise ValueError(f"model.loss_weights: unknown key(s) {unknown}; the keys are {[*HEADS, 'tags']}")
         self.loss_weights = {h: float(weights.get(h, 1.0)) for h in (*HEADS, "tags")}
         self._idle: dict[int, torch.nn.Parameter] | None = None  # parameters no micro-batch of this step used
-        self.tag_kinds, self._tag_kind_of_id = tag_token_kinds(self.tokenizer, (text or {}).get("rendering") or {})
-        if self.loss_weights["tags"] != 1.0 and self._tag_kind_of_id is None:
+        self.loss_weights["tags"] = float(weights.get("tags", 0.0))  # the label-choice loss: off unless asked
+        self.tag_kinds, self._labels = tag_token_kinds(self.tokenizer, (text or {}).get("rendering") or {})
+        if self.loss_weights["tags"] and self._labels is None:
             raise ValueError("model.loss_weights.tags: no label tag is a single token of this tokenizer")
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
         self.run_dir = run_dir
@@ -126,18 +133,24 @@ class StageBase(L.LightningModule):
                      prog_bar=True, batch_size=bs)
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), text_weights=self._text_weights(batch))
+        choices = self._labels if self.loss_weights["tags"] else None
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), label_choices=choices)
         heads = [out[h] for h in HEADS]
-        tokens = self._global_tokens(torch.stack([h.n_tokens for h in heads]))
+        counts = [h.n_tokens for h in heads] + ([out["text"].n_choices] if choices is not None else [])
+        tokens = self._global_tokens(torch.stack(counts))
         # DDP averages gradients over ranks: scale so that each head's loss is its mean over all its supervised
         # tokens; the mean over ranks of what is logged is then the global mean, the same on every rank.
         loss = heads[0].loss_sum.new_zeros(())
-        for name, head, n in zip(HEADS, heads, tokens.tolist()):
+        for name, head, n in zip(HEADS, heads, tokens.tolist()[: len(HEADS)]):
             if n > 0:
                 head_loss = head.loss_sum * self.trainer.world_size / n
                 loss = loss + self.loss_weights[name] * head_loss
                 self.log(f"train/loss_{name}", head_loss.detach(), batch_size=bs, sync_dist=True)
                 self.log(f"train/acc_{name}", head.n_correct.float() / head.n_tokens.clamp(min=1), batch_size=bs)
+        if choices is not None and tokens[-1] > 0:  # which label, among its kind's (LabelChoices)
+            choice_loss = out["text"].choice_loss_sum * self.trainer.world_size / tokens[-1]
+            self.log("train/label_choice_loss", choice_loss.detach(), batch_size=bs, sync_dist=True)
+            loss = loss + self.loss_weights["tags"] * choice_loss
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
         if "ctc_loss" in out:  # auxiliary: this rank's mean per transcript token, averaged over ranks by DDP
             self.log("train/ctc_loss", out["ctc_loss"].detach(), prog_bar=True, batch_size=bs)
@@ -152,21 +165,12 @@ class StageBase(L.LightningModule):
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
         return loss + self._touch_idle(out["used"])
 
-    def _text_weights(self, batch: Mapping[str, Any]) -> torch.Tensor | None:
-        """``model.loss_weights.tags`` at the positions whose target is a label tag, 1 elsewhere (None if 1)."""
-        if self.loss_weights["tags"] == 1.0:
-            return None
-        targets = batch["text_targets"]
-        table = self._tag_kind_of_id.to(targets.device)
-        is_tag = (table[targets.clamp(min=0, max=len(table) - 1)] >= 0) & (targets >= 0) & (targets < len(table))
-        return torch.where(is_tag, self.loss_weights["tags"], 1.0)
-
     def _tag_stats(self, head) -> dict[str, tuple[float, float, float]]:
         """Cross-entropy sum, count and hits at the positions whose target is a label tag, per tag kind: the
         tags' own learning curve, apart from the transcript and the EOS that follows a tag."""
-        if self._tag_kind_of_id is None or head.token_targets.numel() == 0:
+        if self._labels is None or head.token_targets.numel() == 0:
             return {}
-        table = self._tag_kind_of_id.to(head.token_targets.device)
+        table = self._labels.kind_of_id.to(head.token_targets.device)
         kinds = table[head.token_targets.clamp(max=len(table) - 1)]
         kinds[head.token_targets >= len(table)] = -1
         out = {}

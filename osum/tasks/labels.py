@@ -68,3 +68,9 @@ def all_tags(label_sets: dict[str, list[str]]) -> list[str]:
             if t not in seen:
                 seen.append(t)
     return seen
+
+
+def every_tag() -> list[str]:
+    """Every tag of the original OSUM and the mini corpus inventories (the tags ``add-tags`` makes tokens)."""
+    return all_tags({**{f"osum_{k}": v for k, v in OSUM_LABEL_SETS.items()},
+                     **{f"mini_{k}": v for k, v in MINI_LABEL_SETS.items()}})

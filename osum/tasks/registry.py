@@ -156,7 +156,7 @@ class Task:
 
 
 # Reference section 2.1; X-only variants and combinations included. ``decode_by_default``: the tasks
-# `python -m osum.decode` scores when it is not given --tasks (one per kind of field).
+# `python -m osum.decode` scores when it is not given --tasks (one per kind of field, and each label alone).
 DEFAULT_TASKS: list[Task] = [
     Task.from_tag("ASR", "<TRANSCRIBE>", decode_by_default=True),
     Task.from_tag("SRWT", "<TRANSCRIBE> <ALIGN>", decode_by_default=True),
@@ -169,11 +169,11 @@ DEFAULT_TASKS: list[Task] = [
     Task.from_tag("SAP+SGC", "<TRANSCRIBE> <AGE> <GENDER>"),
     Task.from_tag("SSR+SAP+SGC", "<TRANSCRIBE> <STYLE> <AGE> <GENDER>"),
     Task.from_tag("SER+SAP+SGC", "<TRANSCRIBE> <EMOTION> <AGE> <GENDER>"),
-    Task.from_tag("VED-only", "<CAPTION>"),
-    Task.from_tag("SER-only", "<EMOTION>"),
-    Task.from_tag("SSR-only", "<STYLE>"),
-    Task.from_tag("SGC-only", "<GENDER>"),
-    Task.from_tag("SAP-only", "<AGE>"),
+    Task.from_tag("VED-only", "<CAPTION>", decode_by_default=True),
+    Task.from_tag("SER-only", "<EMOTION>", decode_by_default=True),
+    Task.from_tag("SSR-only", "<STYLE>", decode_by_default=True),
+    Task.from_tag("SGC-only", "<GENDER>", decode_by_default=True),
+    Task.from_tag("SAP-only", "<AGE>", decode_by_default=True),
     Task.from_tag("SAP+SGC-only", "<AGE> <GENDER>"),
     Task.from_tag("SSR+SAP+SGC-only", "<STYLE> <AGE> <GENDER>"),
     Task.from_tag("STTC-only", "<S2TCHAT>"),

@@ -14,14 +14,14 @@ from data_prep.voices import apply_fades
 from osum.data.index import read_index
 from osum.tasks.labels import MINI_LABEL_SETS
 
-SIZES = {"train": 12, "valid": 4, "test": 4}
+SIZES = {"train": 12, "valid": 4, "test": 4, "test_novel": 4}
 
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mini")
     mini_corpus.build(out, seed=0, num_train=SIZES["train"], num_valid=SIZES["valid"], num_test=SIZES["test"],
-                      workers=1)
+                      num_test_novel=SIZES["test_novel"], workers=1)
     return out
 
 
@@ -40,6 +40,10 @@ def test_voices_and_sentences_disjoint(corpus_dir: Path) -> None:
     speakers = {split: {meta["speaker"] for meta in metas} for split, metas in by_split.items()}
     assert speakers["test"] <= set(mini_corpus.HELDOUT_VOICES)
     assert not speakers["test"] & (speakers["train"] | speakers["valid"])
+    assert speakers["test_novel"] <= set(mini_corpus.NOVEL_VOICES)  # variants no other split's voice uses
+    variant = {v.id: v.name.split("+")[-1] for v in mini_corpus.VOICES}
+    others = {variant[s] for split in ("train", "valid", "test") for s in speakers[split]}
+    assert not {variant[s] for s in speakers["test_novel"]} & others
     texts = {split: {meta["txt"] for meta in metas} for split, metas in by_split.items()}
     assert not texts["train"] & texts["valid"] and not texts["train"] & texts["test"] and not texts["valid"] & texts["test"]
     corpus = json.loads((corpus_dir / "corpus.json").read_text())
@@ -93,7 +97,7 @@ def test_rebuild_is_skipped(corpus_dir: Path, capsys: pytest.CaptureFixture[str]
     shard = next((corpus_dir / "train").glob("shard-*.tar"))
     before = shard.stat().st_mtime_ns
     mini_corpus.build(corpus_dir, seed=0, num_train=SIZES["train"], num_valid=SIZES["valid"],
-                      num_test=SIZES["test"], workers=1)
+                      num_test=SIZES["test"], num_test_novel=SIZES["test_novel"], workers=1)
     assert "skipping" in capsys.readouterr().out and shard.stat().st_mtime_ns == before
 
 

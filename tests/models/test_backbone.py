@@ -7,7 +7,7 @@ import torch
 from batches import pad, text_batch
 from tiny_models import TINY_MODEL, tiny_model
 
-from osum.models.backbone import build_backbone
+from osum.models.backbone import LabelChoices, build_backbone
 from osum.template import SequenceBuilder, SpeechVocab, Text, Turn, speech_table_id
 
 
@@ -166,15 +166,21 @@ def test_out_of_range_speech_rows_raise_and_sizes_are_checked(tokenizer_dir, tok
         model.check_vocab(SpeechVocab(1024))
 
 
-def test_text_weights_scale_only_the_weighted_positions(tokenizer_dir, tokenizer):
+def test_label_choice_loss_is_the_cross_entropy_among_the_kinds_labels(tokenizer_dir, tokenizer):
     model, _ = make(tokenizer_dir)
     model.eval()
     batch = batch_for(model, tokenizer)
-    plain = model(**batch)["text"]
-    weights = torch.ones(batch["text_targets"].shape)
-    last = (batch["text_targets"] != -100).nonzero()[-1]  # one position (the last EOS) weighted x10
-    weights[last[0], last[1]] = 10.0
-    weighted = model(**batch, text_weights=weights)["text"]
-    k = int(((batch["text_targets"] != -100).nonzero() == last).all(1).nonzero())
-    assert weighted.loss_sum.item() == pytest.approx(plain.loss_sum.item() + 9 * plain.token_loss[k].item(), rel=1e-5)
-    assert int(weighted.n_tokens) == int(plain.n_tokens)  # counts (the normaliser) stay unweighted
+    one, two = tokenizer.encode("one two", add_special_tokens=False)[:2]
+    other = tokenizer.encode("three", add_special_tokens=False)[0]
+    kind_of_id = torch.full((len(tokenizer),), -1)
+    kind_of_id[[one, other]] = 0  # kind 0: {one, three}; two is not a label
+    choices = LabelChoices(kind_of_id, torch.tensor([[one, other, -1]]))
+    plain, text = model(**batch)["text"], model(**batch, label_choices=choices)["text"]
+    assert plain.choice_loss_sum is None and text.loss_sum.item() == pytest.approx(plain.loss_sum.item(), rel=1e-6)
+    hidden = model.decoder(inputs_embeds=model.embed(batch["input_ids"], *model.encode_speech(
+        batch["mel"], batch["mel_lengths"]))).last_hidden_state
+    sel = batch["text_targets"] == one
+    logits = model.text_head(hidden[sel])[:, [one, other]]
+    want = torch.nn.functional.cross_entropy(logits, torch.zeros(int(sel.sum()), dtype=torch.long), reduction="sum")
+    assert int(text.n_choices) == int(sel.sum()) == 2  # one label position per sample
+    assert text.choice_loss_sum.item() == pytest.approx(want.item(), rel=1e-5)

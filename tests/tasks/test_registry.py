@@ -78,7 +78,8 @@ def test_scoring_is_named_by_the_registry(registry):
 
     assert registry.decode_tasks() == ["<TRANSCRIBE>", "<TRANSCRIBE> <ALIGN>", "<TRANSCRIBE> <CAPTION>",
                                        "<TRANSCRIBE> <EMOTION>", "<TRANSCRIBE> <STYLE>", "<TRANSCRIBE> <GENDER>",
-                                       "<TRANSCRIBE> <AGE>", "<TRANSCRIBE> <S2TCHAT>"]
+                                       "<TRANSCRIBE> <AGE>", "<TRANSCRIBE> <S2TCHAT>", "<CAPTION>", "<EMOTION>",
+                                       "<STYLE>", "<GENDER>", "<AGE>"]
     assert [(m.name, m.kind, m.field) for m in registry.get("<TRANSCRIBE> <ALIGN>").metrics] == [
         ("wer", "wer", "transcript"), ("aas", "alignment_shift", "words")]
     assert [m.name for m in registry.get("<TRANSCRIBE> <S2TCHAT>").metrics] == ["wer", "answer_exact"]
