@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from osum.config import validate
+from osum.convert.tokens import add_tag_tokens
 from osum.train import build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +78,9 @@ def fixture_roots(mini_data, tokenizer_dir, tmp_path):
             if path and not Path(path).exists():
                 assert path.startswith(f"{assets}/"), f"recipe {name}: model.{key}.path {path} is not under paths.assets"
                 make(Path(path))
+        tokenizer = Path(resolved["model"]["llm"]["tokenizer"])
+        if not tokenizer.exists():  # a tags tokenizer made from the LLM folder, as `make smol-assets` does
+            add_tag_tokens(resolved["model"]["llm"]["path"], tokenizer)
         return cfg
 
     return compose_
