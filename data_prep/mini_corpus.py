@@ -258,7 +258,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
         return previous
 
     pools = sentence_pools(seed)
-    train_ids = [v.id for v in VOICES if v.id not in HELDOUT_VOICES + NOVEL_VOICES]
+    train_ids = [v.id for v in VOICES if split_of_voice(v.id) == "train"]
     voices_of = {"train": train_ids, "valid": train_ids, "test": list(HELDOUT_VOICES), "test_novel": list(NOVEL_VOICES)}
     used_digits: set[str] = set()
     plans = {split: plan_split(split, count, seed, pools[split], voices_of[split], used_digits)

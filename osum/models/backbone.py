@@ -50,7 +50,8 @@ class HeadLoss:
     @classmethod
     def empty(cls, batch: int, like: torch.Tensor) -> HeadLoss:
         zeros, none = like.new_zeros(batch, dtype=torch.float32), like.new_zeros(0, dtype=torch.float32)
-        return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros, none.long(), none, none)
+        return cls(zeros.sum(), zeros.sum().long(), zeros.sum(), zeros, zeros.long(), zeros, none.long(), none, none,
+                   zeros.sum(), zeros.sum().long())
 
 
 @dataclass
@@ -62,11 +63,15 @@ class LabelChoices:
     kind_of_id: torch.Tensor  # (V,) kind index per text token id; -1: not a label tag
     ids: torch.Tensor  # (K, M) each kind's label token ids, padded with -1
 
+    def kinds(self, targets: torch.Tensor) -> torch.Tensor:
+        """The kind index of each target token id (-1: not a label tag, ids outside the table included)."""
+        table = self.kind_of_id.to(targets.device)
+        return torch.where(targets < len(table), table[targets.clamp(max=len(table) - 1)], -1)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed label-choice cross-entropy and the number of label positions among (N, V) logits."""
-        kind_of_id, ids = self.kind_of_id.to(targets.device), self.ids.to(targets.device)
-        inside = targets < len(kind_of_id)
-        kinds = torch.where(inside, kind_of_id[targets.clamp(max=len(kind_of_id) - 1)], -1)
+        ids = self.ids.to(targets.device)
+        kinds = self.kinds(targets)
         at = kinds >= 0
         if not bool(at.any()):
             return logits.new_zeros((), dtype=torch.float32), at.sum()
@@ -95,7 +100,7 @@ class SpeechLLM(nn.Module):
         self.ctc_weight = ctc_weight
         self.ctc = EmbeddingCTC(hidden) if ctc_weight > 0 else None  # training aid only: unused in generation
         # Who is speaking and how is an utterance-level property that the adapter's frame path loses once the
-        # transcript loss, ~93% of the tokens, shapes it: an optional first embedding per clip keeps it apart.
+        # transcript loss, ~93% of the tokens, shapes it: an optional extra embedding per clip keeps it apart.
         self.utterance = UtteranceEmbedding(encoder.d_model, hidden) if utterance_embedding else None
         self.utterance_last = utterance_last  # after the clip's frames (next to the answer) instead of before them
 
@@ -148,7 +153,7 @@ class SpeechLLM(nn.Module):
     def encode_speech(self, mel: torch.Tensor, mel_lengths: torch.Tensor,
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths; with an utterance
-        embedding, each clip's first embedding is its pooled encoder output (``osum.models.utterance``)."""
+        embedding, each clip's last (or first) embedding is its pooled encoder output (``osum.models.utterance``)."""
         if self.use_encoder_cache and keys is not None and is_frozen(self.encoder):
             enc, enc_lengths = self._encoder_with_cache(mel, mel_lengths, keys)
         else:

@@ -27,7 +27,7 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
         if rows < vocab_size:  # a tokenizer with added tokens (osum.convert add-tags)
             log.info("growing the embedding table of %s from %d to %d rows for the tokenizer's added tokens",
                      path, rows, vocab_size)
-            grow_rows(llm, vocab_size)
+            grow_rows(llm, rows, vocab_size)
         return llm
     if not config:
         raise ValueError("model.llm needs either path (a local Hugging Face folder) or config (sizes)")
@@ -40,13 +40,12 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
 
 
 @torch.no_grad()
-def grow_rows(llm: nn.Module, vocab_size: int) -> None:
-    """Grow the input (and an untied output) table to ``vocab_size`` rows, each new row the mean of the old ones:
-    the same rows on every rebuild, so a checkpoint that leaves out the frozen base finds them again."""
-    old = [m.weight.shape[0] for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None]
+def grow_rows(llm: nn.Module, rows: int, vocab_size: int) -> None:
+    """Grow the input (and an untied output) table from ``rows`` to ``vocab_size`` rows, each new row the mean of
+    the old ones: the same rows on every rebuild, so a checkpoint that leaves out the frozen base finds them again."""
     llm.resize_token_embeddings(vocab_size, mean_resizing=False)
     tables = {id(m.weight): m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None}
-    for weight, rows in zip(tables.values(), old):
+    for weight in tables.values():
         weight[rows:] = weight[:rows].mean(0)
 
 

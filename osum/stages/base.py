@@ -136,10 +136,7 @@ class StageBase(L.LightningModule):
         choices = self._labels if self.loss_weights["tags"] else None
         out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), label_choices=choices)
         heads = [out[h] for h in HEADS]
-        text = out["text"]
-        no_labels = text.n_tokens.new_zeros(())  # a batch without text targets has no label positions
-        counts = [h.n_tokens for h in heads] + ([no_labels if text.n_choices is None else text.n_choices]
-                                                if choices is not None else [])
+        counts = [h.n_tokens for h in heads] + ([out["text"].n_choices] if choices is not None else [])
         tokens = self._global_tokens(torch.stack(counts))
         # DDP averages gradients over ranks: scale so that each head's loss is its mean over all its supervised
         # tokens; the mean over ranks of what is logged is then the global mean, the same on every rank.
@@ -151,8 +148,7 @@ class StageBase(L.LightningModule):
                 self.log(f"train/loss_{name}", head_loss.detach(), batch_size=bs, sync_dist=True)
                 self.log(f"train/acc_{name}", head.n_correct.float() / head.n_tokens.clamp(min=1), batch_size=bs)
         if choices is not None and tokens[-1] > 0:  # which label, among its kind's (LabelChoices)
-            choice_sum = text.loss_sum.new_zeros(()) if text.choice_loss_sum is None else text.choice_loss_sum
-            choice_loss = choice_sum * self.trainer.world_size / tokens[-1]
+            choice_loss = out["text"].choice_loss_sum * self.trainer.world_size / tokens[-1]
             self.log("train/label_choice_loss", choice_loss.detach(), batch_size=bs, sync_dist=True)
             loss = loss + self.loss_weights["tags"] * choice_loss
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
@@ -174,9 +170,7 @@ class StageBase(L.LightningModule):
         tags' own learning curve, apart from the transcript and the EOS that follows a tag."""
         if self._labels is None or head.token_targets.numel() == 0:
             return {}
-        table = self._labels.kind_of_id.to(head.token_targets.device)
-        kinds = table[head.token_targets.clamp(max=len(table) - 1)]
-        kinds[head.token_targets >= len(table)] = -1
+        kinds = self._labels.kinds(head.token_targets)
         out = {}
         for k, kind in enumerate(self.tag_kinds):
             at = kinds == k
