@@ -17,7 +17,7 @@ from osum.data.features import log_mel_batch
 from osum.models.artifacts import load_backbone
 from osum.models.generation import GREEDY, generate, settings_for
 from osum.tasks import Task
-from osum.template import Reply, Turn
+from osum.template import Reply, Text, Turn
 from osum.text import build_text_side
 
 
@@ -98,3 +98,12 @@ class SpeechAssistant:
         rows = generate(self.backbone, prompts, speech, speech_lengths, plan, self.builder.eos_id,
                         text_sampling, speech_sampling, generator)
         return [self.builder.parse(output_type, r.text_ids, r.speech_codes) for r in rows]
+
+    @torch.no_grad()
+    def speech_codes(self, texts: Sequence[str], output_type: str = "text2token", greedy: bool = False,
+                     generator: torch.Generator | None = None, max_new_tokens: int | None = None) -> list[list[int]]:
+        """TTS: the speech codes the model generates for each text (``S c1..cn S``, between the boundaries), with
+        the output type's sampling (reference 5.6: top-k 15, top-p 0.8, temperature 1.2) unless ``greedy``."""
+        replies = self.respond(output_type, [[Turn([Text(t)])] for t in texts], greedy=greedy, generator=generator,
+                               max_new_tokens=max_new_tokens)
+        return [r.speech for r in replies]
