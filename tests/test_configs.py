@@ -2,7 +2,8 @@
 
 Each recipe is composed as `python -m osum.train +recipe=<name>` composes it (Hydra's compose API), then
 built by ``osum.train.build``, the wiring `osum.train` runs. Its data and assets point at tiny fixtures:
-every folder the recipe names under ``paths.data_root`` is the tiny mini corpus, and every pretrained
+every folder the recipe names under ``paths.data_root`` is the tiny mini corpus (a ``*_codes`` folder: tiny
+shards with speech codes), and every pretrained
 folder it names under ``paths.assets`` is a tiny random model of the same kind (a transformers Whisper,
 a causal LM with the fixture tokenizer), so a new recipe is checked without any real weights.
 """
@@ -15,6 +16,7 @@ import lightning as L
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from speech_code_shards import write_code_split
 
 from osum.config import validate
 from osum.convert.tokens import add_tag_tokens
@@ -69,7 +71,9 @@ def fixture_roots(mini_data, tokenizer_dir, tmp_path):
         cfg = compose_recipe(name, overrides)
         resolved = OmegaConf.to_container(cfg, resolve=True)
         for s in strings(resolved):
-            if s.startswith(f"{data_root}/"):  # a corpus folder: the tiny mini corpus stands in
+            if s.startswith(f"{data_root}/") and Path(s).name.endswith("_codes") and not Path(s).exists():
+                write_code_split(Path(s), 8)  # speech codes of a corpus (osum.speech_tokens extract)
+            elif s.startswith(f"{data_root}/"):  # a corpus folder: the tiny mini corpus stands in
                 top = data_root / Path(s).relative_to(data_root).parts[0]
                 if not top.exists():
                     top.symlink_to(mini_data / "mini", target_is_directory=True)

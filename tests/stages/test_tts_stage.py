@@ -8,30 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from speech_code_shards import write_code_split
 
-from osum.data.index import build_index, write_index
-from osum.data.shards import ShardWriter
 from osum.stages.tts import TTSStage
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_assets = pytest.mark.skipif(not (ROOT / "assets" / "whisper-tiny.en" / "config.json").exists(),
                                   reason="run `make assets` (real Whisper tiny.en weights)")
-SENTENCES = ["turn on the light", "what is two plus three", "one two three", "four five six seven"]
-
-
-def write_codes_split(out: Path, n: int, seed: int) -> None:
-    """Sentences with speech codes (a fixed code pattern per sentence, ~6 codes a word) and text-only chat."""
-    rng = np.random.default_rng(seed)
-    with ShardWriter(out, max_samples=8) as w:
-        for i in range(n):
-            text = SENTENCES[i % len(SENTENCES)]
-            codes = [int(c) for c in np.random.default_rng(len(text)).integers(0, 512, 6 * len(text.split()))]
-            audio = (0.1 * rng.standard_normal(16000)).astype(np.float32)
-            w.write(f"s{i:03d}", audio, 16000, {"txt": text, "speech_tokens": codes})
-            w.write_text_only(f"t{i:03d}", {"question": "what is two plus three", "answer": "five"})
-    write_index(out, build_index(w.stats))
 
 
 def run(*args, check=True):
@@ -44,7 +28,7 @@ def run(*args, check=True):
 @needs_assets
 def test_mini_tts_recipe_trains_both_heads_and_speaks(mini_data, tmp_path):
     for split, n in (("train_codes", 16), ("valid_codes", 4)):
-        write_codes_split(mini_data / "mini_tts" / split, n, seed=len(split))
+        write_code_split(mini_data / "mini_tts" / split, n, seed=len(split))
     exp = tmp_path / "exp"
     run("osum.train", "+recipe=mini_tts", f"paths.data_root={mini_data}", f"paths.exp_root={exp}",
         "trainer.max_steps=6", "trainer.val_check_interval=6", "trainer.limit_val_batches=2",
