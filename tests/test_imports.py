@@ -24,15 +24,18 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("osum.data",),
     "models": ("osum.models",),
     "stages": ("osum.stages", "osum.callbacks", "osum.loggers", "osum.strategies"),
+    # speech side: codes from audio (the speech tokenizer) and audio from codes (token2wav, its own stages)
+    "speech": ("osum.speech_tokens", "osum.token2wav"),
     "entry": ("osum.inference", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert",
-              "osum.diagnose"),
+              "osum.diagnose", "osum.evaluate"),
 }
 MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
     "data": {"core", "data"},  # the data package knows nothing of models but the tokenizer (osum.text)
     "models": {"core", "models"},  # nn.Modules know nothing of the loader
     "stages": {"core", "data", "models", "stages"},
-    "entry": {"core", "data", "models", "stages", "entry"},
+    "speech": {"core", "data", "models", "stages", "speech"},  # never imported by models or stages
+    "entry": {"core", "data", "models", "stages", "speech", "entry"},
 }
 
 

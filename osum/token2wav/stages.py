@@ -1,0 +1,181 @@
+"""LightningModules of token2wav for `python -m osum.train`: ``FlowStage`` (codes -> mel) and ``VocoderStage``
+(mel -> audio). Each keeps its network as ``backbone`` (what ``init_from`` loads into), logs ``train/loss``
+with its parts and ``val/loss``, skips optimizer steps whose gradient is not finite, totals the data skips
+into ``run_dir/skipped_samples_rank*.json``, and writes its configs under ``"token2wav"`` in every checkpoint
+(what ``osum.token2wav.synthesizer.Token2Wav.load`` reads)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from osum.data.skips import SkipCounter
+from osum.stages.schedule import lr_factor
+from osum.token2wav.flow import FlowConfig, FlowModel
+from osum.token2wav.mel import MelConfig
+from osum.token2wav.vocoder import Vocoder, VocoderConfig, VocoderLoss
+
+log = logging.getLogger("osum")
+
+CHECKPOINT_KEY = "token2wav"
+# Keys of ``model`` that the shared entry point reads (osum.config.validate, osum.text.text_config) for the
+# speech LLM; the token2wav recipes keep harmless values there and the networks ignore them.
+ENTRY_POINT_KEYS = frozenset({"adapter", "speech_token_num", "encoder_cache", "encoder", "llm", "freeze", "unfreeze",
+                              "utterance_slots", "encoder_sub_batches", "ctc_weight", "checkpoint_weights"})
+
+
+def split_model_config(model: Mapping[str, Any]) -> tuple[MelConfig, dict[str, Any]]:
+    """(the ``mel`` config, the network's own keys) of a ``model`` config, the entry-point keys left out."""
+    own = {k: v for k, v in dict(model).items() if k not in ENTRY_POINT_KEYS}
+    return MelConfig.from_dict(own.pop("mel", None)), own
+
+
+class NonFiniteError(RuntimeError):
+    """Too many optimizer steps in a row had a NaN or inf gradient."""
+
+
+class Token2WavStage(L.LightningModule):
+    """What both stages share: optimiser and schedule, skip totals, non-finite steps, the checkpoint record."""
+
+    kind = "base"
+
+    def __init__(self, model: Mapping[str, Any], optim: Mapping[str, Any], scheduler: Mapping[str, Any],
+                 text: Mapping[str, Any] | None = None, run_dir: str | None = None,
+                 faults: Mapping[str, Any] | None = None):
+        super().__init__()
+        self.save_hyperparameters("model", "optim", "scheduler")
+        self.mel_cfg, self.net_cfg = split_model_config(model)
+        self.optim_cfg, self.sched_cfg, self.run_dir = dict(optim), dict(scheduler), run_dir
+        self.max_nonfinite_in_row = int((faults or {}).get("max_nonfinite_in_row", 10))
+        self._nonfinite_in_row = self._nonfinite_total = 0
+        self.skips = SkipCounter()
+        self._last_step_time: float | None = None
+        self.backbone: nn.Module = self.build()
+
+    def build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def config_record(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def losses(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        bs = len(batch["keys"])
+        now = time.perf_counter()
+        if self._last_step_time is not None:
+            self.log("audio_s_per_s", batch["audio_seconds"] / max(now - self._last_step_time, 1e-6),
+                     prog_bar=True, batch_size=bs)
+        self._last_step_time = now
+        self.skips.merge(batch.get("skips") or {})
+        parts = self.losses(batch, None)
+        for name, value in parts.items():
+            self.log(f"train/{'loss' if name == 'loss' else 'loss_' + name}", value.detach(),
+                     prog_bar=name == "loss", batch_size=bs, sync_dist=True)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=True, batch_size=1)
+        return parts["loss"]
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._last_step_time = None
+        generator = torch.Generator().manual_seed(batch_idx)  # the same noise and times at every validation
+        parts = self.losses(batch, generator)
+        for name, value in parts.items():
+            self.log(f"val/{'loss' if name == 'loss' else 'loss_' + name}", value, prog_bar=name == "loss",
+                     batch_size=len(batch["keys"]), sync_dist=True)
+
+    def on_train_end(self) -> None:
+        log.info("rank %d: %s", self.global_rank, self.skips.summary())
+        if self.run_dir:
+            self.skips.write(Path(self.run_dir) / f"skipped_samples_rank{self.global_rank}.json")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"kind": self.kind, **self.config_record()}
+
+    # ------------------------------------------------------------------ non-finite steps
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))) if grads else True
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
+            self._nonfinite_in_row += 1
+            self._nonfinite_total += 1
+        else:
+            self._nonfinite_in_row = 0
+        self.log("train/skipped_nonfinite", float(self._nonfinite_total), batch_size=1)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._nonfinite_in_row < self.max_nonfinite_in_row:
+            return
+        ckpt_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir
+        path = Path(ckpt_dir) / f"nonfinite-step{self.trainer.global_step:07d}.ckpt"
+        self.trainer.save_checkpoint(path)
+        raise NonFiniteError(f"{self._nonfinite_in_row} steps in a row had a NaN/inf gradient (up to step "
+                             f"{self.trainer.global_step}) and were skipped; saved {path} (weights from before "
+                             "them). Lower optim.lr, check the data, or raise faults.max_nonfinite_in_row.")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        o, s = self.optim_cfg, self.sched_cfg
+        decay, no_decay = [], []
+        for name, p in self.backbone.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.get("weight_decay", 0.01)},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.99))), eps=o.get("eps", 1e-6))
+        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 100_000
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(step, s.get("name", "cosine"), s.get("warmup_steps", 0), total,
+                                        s.get("min_ratio", 0.0)))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class FlowStage(Token2WavStage):
+    """Speech codes -> log mel (``osum.token2wav.flow``). Losses: ``train/loss`` = ``loss_flow`` +
+    prior_weight x ``loss_prior``."""
+
+    kind = "flow"
+
+    def build(self) -> FlowModel:
+        cfg = FlowConfig.from_dict(self.net_cfg)
+        if cfg.n_mels != self.mel_cfg.n_mels or cfg.frames_per_code != self.mel_cfg.frames_per_code:
+            raise ValueError(f"model: the flow's n_mels {cfg.n_mels} / frames_per_code {cfg.frames_per_code} differ "
+                             f"from model.mel ({self.mel_cfg.n_mels} mels, {self.mel_cfg.frames_per_code} frames per code)")
+        return FlowModel(cfg)
+
+    def config_record(self) -> dict[str, Any]:
+        return {"model": self.backbone.cfg.to_dict(), "mel": self.mel_cfg.to_dict()}
+
+    def losses(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        if "codes" not in batch:
+            raise ValueError("FlowStage needs batches with codes (data.mode=flow)")
+        return self.backbone.loss(batch["codes"], batch["code_lengths"], batch["mel"], generator=generator)
+
+
+class VocoderStage(Token2WavStage):
+    """Log mel -> audio (``osum.token2wav.vocoder``). Losses: ``train/loss`` = stft_weight x (``loss_sc`` +
+    ``loss_log_mag``) + mel_weight x ``loss_mel``."""
+
+    kind = "vocoder"
+
+    def build(self) -> Vocoder:
+        cfg = VocoderConfig.from_dict(self.net_cfg)
+        self.criterion = VocoderLoss(cfg, self.mel_cfg)
+        return Vocoder(cfg, self.mel_cfg)
+
+    def config_record(self) -> dict[str, Any]:
+        return {"model": self.backbone.cfg.to_dict(), "mel": self.mel_cfg.to_dict()}
+
+    def losses(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        if "audio" not in batch:
+            raise ValueError("VocoderStage needs batches with audio segments (data.mode=vocoder)")
+        return self.criterion(self.backbone(batch["mel"]), batch["audio"])
