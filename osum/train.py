@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from osum.callbacks.checkpoint import newest_valid_checkpoint
-from osum.config import ConfigError, validate
+from osum.config import ConfigError, trains_speech_llm, validate
 from osum.models.artifacts import load_initial_weights
 from osum.text import text_config
 
@@ -79,7 +79,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.
     container, run_dir = OmegaConf.to_container(cfg, resolve=True), str(Path(cfg.run_dir))
     datamodule = instantiate(cfg.data, _convert_="all")
     stage = instantiate(cfg.stage, _convert_="all", model=container["model"], optim=container["optim"],
-                        scheduler=container["scheduler"], text=text_config(container), run_dir=run_dir,
+                        scheduler=container["scheduler"],
+                        text=text_config(container) if trains_speech_llm(cfg) else None, run_dir=run_dir,
                         faults=container["faults"])
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]

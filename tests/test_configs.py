@@ -78,12 +78,12 @@ def fixture_roots(mini_data, tokenizer_dir, tmp_path):
                 if not top.exists():
                     top.symlink_to(mini_data / "mini", target_is_directory=True)
         for key, make in (("encoder", tiny_whisper), ("llm", lambda p: tiny_llm(p, tokenizer_dir))):
-            path = resolved["model"][key].get("path")
+            path = (resolved["model"].get(key) or {}).get("path")
             if path and not Path(path).exists():
                 assert path.startswith(f"{assets}/"), f"recipe {name}: model.{key}.path {path} is not under paths.assets"
                 make(Path(path))
-        tokenizer = Path(resolved["model"]["llm"]["tokenizer"])
-        if not tokenizer.exists():  # a tags tokenizer made from the LLM folder, as `make smol-assets` does
+        tokenizer = Path(str((resolved["model"].get("llm") or {}).get("tokenizer")))
+        if "llm" in resolved["model"] and not tokenizer.exists():  # a tags tokenizer made from the LLM folder, as `make smol-assets` does
             add_tag_tokens(resolved["model"]["llm"]["path"], tokenizer)
         return cfg
 

@@ -195,15 +195,11 @@ class MelCodesStream(IterableDataset):
 
 
 class MelCodesDataModule(L.LightningDataModule):
-    """Train and valid loaders of ``MelCodesStream`` (``mode`` flow or vocoder) over shard sets.
-
-    ``batch``: unused here; the shared entry point's config checks (``osum.config.validate``) read
-    ``data.batch.*`` of every recipe, so the token2wav recipes carry harmless values there."""
+    """Train and valid loaders of ``MelCodesStream`` (``mode`` flow or vocoder) over shard sets."""
 
     def __init__(self, train: Any, valid: Any, batch_size: int = 16, max_seconds: float = 10.0,
                  num_workers: int = 2, seed: int = 0, mode: str = "flow", segment_seconds: float = 1.0,
-                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64,
-                 batch: Mapping[str, Any] | None = None):
+                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")

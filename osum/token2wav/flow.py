@@ -2,14 +2,21 @@
 
 The model, after CosyVoice's flow (Du et al. 2024) at CPU size:
 
+* **patches**: the estimator works on ``patch`` consecutive mel frames per position (stacked into
+  ``patch * n_mels`` channels), ``frames_per_code / patch`` positions per code. ``patch = frames_per_code``
+  (the default, 4) runs it at the 25 Hz code rate, 4x fewer positions than the 100 Hz mel rate of
+  ``patch = 1`` (the original model, which old configs without ``patch`` still mean, see
+  ``FlowConfig.from_dict``). Mel lengths are always ``frames_per_code`` x codes, so patching is exact;
+  every interface (``conditions``, ``Estimator``, ``loss``, ``sample``) stays at the mel rate;
 * **code encoder**: an embedding of the 25 Hz codes, a conv block and a few transformer layers, repeated
-  x4 to the 100 Hz mel rate, a conv block there, projected to ``mu`` (n_mels): a first guess of the mel,
-  pulled towards the target by an L1 prior loss (``prior_weight``);
+  ``frames_per_code / patch`` times to the patch rate (not at all for the default), a conv block there,
+  projected to ``patch * n_mels`` per position and unstacked to ``mu`` (n_mels per mel frame): a first
+  guess of the mel, pulled towards the target by an L1 prior loss (``prior_weight``);
 * **speaker encoder**: mean and std over time of a small conv net on a *reference* clip's mel, through an
   MLP: one vector per clip, so any voice can be given at inference. Training takes a random segment of the
   target utterance itself;
-* **estimator**: ``[x_t, mu, speaker]`` -> velocity, ConvNeXt blocks modulated by the flow time and
-  transformer layers; trained on ``x_t = (1 - (1 - sigma_min) t) x0 + t x1`` to predict
+* **estimator**: ``[x_t, mu, speaker]`` (``x_t`` and ``mu`` stacked into patches) -> velocity, ConvNeXt
+  blocks modulated by the flow time and transformer layers, unstacked back to mel frames; trained on ``x_t = (1 - (1 - sigma_min) t) x0 + t x1`` to predict
   ``x1 - (1 - sigma_min) x0`` (masked MSE), at ``t`` uniform or cosine-scheduled;
 * **classifier-free guidance**: ``mu`` and the speaker vector are dropped together with probability
   ``cfg_dropout``, and the speaker vector alone with ``speaker_dropout`` (so that "no reference" is a
@@ -31,6 +38,9 @@ from torch import nn
 from osum.token2wav.layers import ConvNeXtBlock, TimeEmbedding, TransformerBlock, length_mask, sinusoids
 
 T_SCHEDULES = ("uniform", "cosine")
+# ``patch`` of a config dict that has none: configs and checkpoints from before ``patch`` existed ran the
+# estimator at the mel rate, so they load as what they were trained as (the dataclass default is for new ones).
+LEGACY_PATCH = 1
 
 
 @dataclass
@@ -38,6 +48,7 @@ class FlowConfig:
     vocab_size: int = 512          # the speech tokenizer's codebook size K (codes 0..K-1)
     n_mels: int = 80
     frames_per_code: int = 4       # mel frames per 25 Hz code (hop 160 at 16 kHz)
+    patch: int = 4                 # mel frames per estimator position, a divisor of frames_per_code
     encoder_dim: int = 192
     encoder_layers: int = 3
     estimator_dim: int = 192
@@ -61,6 +72,9 @@ class FlowConfig:
     def __post_init__(self) -> None:
         if self.vocab_size < 1 or self.n_mels < 1 or self.frames_per_code < 1:
             raise ValueError("flow: vocab_size, n_mels and frames_per_code must be >= 1")
+        if self.patch < 1 or self.frames_per_code % self.patch:
+            raise ValueError(f"flow: patch must be a divisor of frames_per_code {self.frames_per_code} (mel frames "
+                             f"per estimator position), got {self.patch}")
         if self.t_schedule not in T_SCHEDULES:
             raise ValueError(f"flow: t_schedule must be one of {T_SCHEDULES}, got {self.t_schedule!r}")
         for name in ("cfg_dropout", "speaker_dropout", "dropout"):
@@ -76,25 +90,58 @@ class FlowConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FlowConfig:
+        """A config from a dict (a YAML ``model`` section or a checkpoint's record); a dict without ``patch``
+        is an old one and means ``patch = 1`` (``LEGACY_PATCH``), not the dataclass default."""
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"flow model config: unknown key(s) {unknown}; known: {[f.name for f in fields(cls)]}")
-        return cls(**d)
+        return cls(**{"patch": LEGACY_PATCH, **d})
+
+
+def to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, T) -> (B, patch * C, T / patch): ``patch`` consecutive frames stacked per position, frame-major
+    (channel ``j * C + c`` is frame ``j`` of the patch, channel ``c``)."""
+    if patch == 1:
+        return x
+    b, c, t = x.shape
+    if t % patch:
+        raise ValueError(f"flow: {t} frames do not split into patches of {patch}")
+    return x.reshape(b, c, t // patch, patch).permute(0, 3, 1, 2).reshape(b, patch * c, t // patch)
+
+
+def from_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of ``to_patches``: (B, patch * C, M) -> (B, C, M * patch)."""
+    if patch == 1:
+        return x
+    b, pc, m = x.shape
+    return x.reshape(b, patch, pc // patch, m).permute(0, 2, 3, 1).reshape(b, pc // patch, m * patch)
+
+
+def patch_mask(mask: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, T) mel-frame mask -> (B, T / patch): a position is valid when its frames are (lengths are multiples
+    of ``patch``, so they are all valid or all padding)."""
+    if patch == 1:
+        return mask
+    b, t = mask.shape
+    if t % patch:
+        raise ValueError(f"flow: a mask of {t} frames does not split into patches of {patch}")
+    return mask.reshape(b, t // patch, patch).all(-1)
 
 
 class CodeEncoder(nn.Module):
-    """(B, N) codes -> (B, n_mels, N * frames_per_code) ``mu``."""
+    """(B, N) codes -> (B, n_mels, N * frames_per_code) ``mu``, computed at the patch rate
+    (``frames_per_code / patch`` positions per code, ``patch * n_mels`` outputs per position)."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
-        d, self.up = cfg.encoder_dim, cfg.frames_per_code
+        d, self.up, self.patch = cfg.encoder_dim, cfg.frames_per_code // cfg.patch, cfg.patch
         self.embed = nn.Embedding(cfg.vocab_size, d)
         self.pre = ConvNeXtBlock(d, cfg.ffn_mult * d, cfg.kernel_size)
         self.layers = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.ffn_mult * d, cfg.dropout)
                                     for _ in range(cfg.encoder_layers))
         self.post = ConvNeXtBlock(d, cfg.ffn_mult * d, cfg.kernel_size)
         self.norm = nn.LayerNorm(d)
-        self.proj = nn.Linear(d, cfg.n_mels)
+        self.proj = nn.Linear(d, cfg.patch * cfg.n_mels)
 
     def forward(self, codes: torch.Tensor, code_mask: torch.Tensor) -> torch.Tensor:
         h = self.embed(codes).transpose(1, 2)  # (B, d, N)
@@ -102,10 +149,12 @@ class CodeEncoder(nn.Module):
         h = self.pre(h, code_mask)
         for layer in self.layers:
             h = layer(h, code_mask)
-        h = h.repeat_interleave(self.up, dim=-1)  # 25 Hz -> mel rate
-        mel_mask = code_mask.repeat_interleave(self.up, dim=-1)
-        h = self.post(h, mel_mask)
-        return self.proj(self.norm(h.transpose(1, 2))).transpose(1, 2) * mel_mask[:, None, :]
+        if self.up > 1:
+            h = h.repeat_interleave(self.up, dim=-1)  # 25 Hz -> the patch rate
+            code_mask = code_mask.repeat_interleave(self.up, dim=-1)
+        h = self.post(h, code_mask)
+        mu = self.proj(self.norm(h.transpose(1, 2))).transpose(1, 2) * code_mask[:, None, :]
+        return from_patches(mu, self.patch)
 
 
 class SpeakerEncoder(nn.Module):
@@ -127,28 +176,32 @@ class SpeakerEncoder(nn.Module):
 
 
 class Estimator(nn.Module):
-    """The velocity field: ``(x_t, mu, speaker, t)`` -> (B, n_mels, T)."""
+    """The velocity field: ``(x_t, mu, speaker, t)`` -> (B, n_mels, T), at ``T / patch`` positions inside;
+    ``x_t``, ``mu`` (B, n_mels, T) and the mask (B, T) are at the mel rate, as is the output."""
 
     def __init__(self, cfg: FlowConfig):
         super().__init__()
-        d = cfg.estimator_dim
-        self.inp = nn.Conv1d(2 * cfg.n_mels + cfg.speaker_dim, d, 1)
+        d, self.patch = cfg.estimator_dim, cfg.patch
+        self.inp = nn.Conv1d(2 * cfg.patch * cfg.n_mels + cfg.speaker_dim, d, 1)
         self.time = TimeEmbedding(d)
         self.convs = nn.ModuleList(ConvNeXtBlock(d, cfg.ffn_mult * d, cfg.kernel_size, cond_dim=d)
                                    for _ in range(cfg.estimator_blocks))
         self.attns = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.ffn_mult * d, cfg.dropout)
                                    for _ in range(cfg.estimator_blocks))
         self.norm = nn.LayerNorm(d)
-        self.out = nn.Linear(d, cfg.n_mels)
+        self.out = nn.Linear(d, cfg.patch * cfg.n_mels)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, mu: torch.Tensor, speaker: torch.Tensor,
                 t: torch.Tensor) -> torch.Tensor:
-        spk = speaker[:, :, None].expand(-1, -1, x.shape[-1])
-        h = self.inp(torch.cat([x, mu, spk], dim=1))
+        p = self.patch
+        pmask = patch_mask(mask, p)
+        spk = speaker[:, :, None].expand(-1, -1, pmask.shape[-1])
+        h = self.inp(torch.cat([to_patches(x, p), to_patches(mu, p), spk], dim=1))
         temb = self.time(t)
         for conv, attn in zip(self.convs, self.attns):
-            h = attn(conv(h, mask, temb), mask)
-        return self.out(self.norm(h.transpose(1, 2))).transpose(1, 2) * mask[:, None, :]
+            h = attn(conv(h, pmask, temb), pmask)
+        out = self.out(self.norm(h.transpose(1, 2))).transpose(1, 2) * pmask[:, None, :]
+        return from_patches(out, p)
 
 
 def _random(kind: str, shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:

@@ -25,15 +25,9 @@ from osum.token2wav.vocoder import Vocoder, VocoderConfig, VocoderLoss
 log = logging.getLogger("osum")
 
 CHECKPOINT_KEY = "token2wav"
-# Keys of ``model`` that the shared entry point reads (osum.config.validate, osum.text.text_config) for the
-# speech LLM; the token2wav recipes keep harmless values there and the networks ignore them.
-ENTRY_POINT_KEYS = frozenset({"adapter", "speech_token_num", "encoder_cache", "encoder", "llm", "freeze", "unfreeze",
-                              "utterance_slots", "encoder_sub_batches", "ctc_weight", "checkpoint_weights"})
-
-
 def split_model_config(model: Mapping[str, Any]) -> tuple[MelConfig, dict[str, Any]]:
-    """(the ``mel`` config, the network's own keys) of a ``model`` config, the entry-point keys left out."""
-    own = {k: v for k, v in dict(model).items() if k not in ENTRY_POINT_KEYS}
+    """(the ``mel`` config, the network's own keys) of a ``model`` config."""
+    own = dict(model)
     return MelConfig.from_dict(own.pop("mel", None)), own
 
 

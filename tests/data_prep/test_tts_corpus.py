@@ -61,6 +61,10 @@ def test_counts_index_and_corpus_json(corpus_dir: Path, splits: dict) -> None:
         assert counts["sentences"] == {"command": N_SENTENCES, "question": N_SENTENCES}
         assert 0 < counts["hours"] < 0.01
     assert corpus["tokenizer"]["checked"] and corpus["tokenizer"]["ok"] and corpus["tokenizer"]["words"] > 10
+    test_texts = {meta["txt"] for _, meta in splits["test"]}
+    assert set(corpus["references"]) == {VOICE} and corpus["references"][VOICE] in test_texts  # a held-out clip
+    reference, sr = sf.read(corpus_dir / "references" / f"{VOICE}.wav", dtype="float32")
+    assert sr == 16000 and 0.5 < len(reference) / sr < 10 and np.abs(reference).max() > 0.1
 
 
 def test_splits_disjoint_in_text(splits: dict) -> None:
