@@ -31,11 +31,12 @@ def speak(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
     from osum.token2wav import Token2Wav
 
     generator = torch.Generator().manual_seed(args.seed)
-    codes = assistant.speech_codes([args.text], greedy=args.greedy, generator=generator)[0]
+    codes = assistant.speech_codes([args.text], greedy=args.greedy, generator=generator,
+                                   max_new_tokens=args.max_codes)[0]
     if not codes:
         raise SystemExit(f"error: the model generated no speech codes for {args.text!r}")
     reference = decode_audio(Path(args.reference).read_bytes()) if args.reference else None
-    synth = Token2Wav.load(args.flow, args.vocoder or "griffin_lim", device=args.device)
+    synth = Token2Wav.load(args.flow, args.vocoder, device=args.device)  # no vocoder: an export's, or Griffin-Lim
     wav = np.asarray(synth(codes, reference), dtype=np.float32)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     sf.write(args.out, wav, 16000)
@@ -55,11 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--text", help="tts: the text to speak")
     p.add_argument("--flow", help="tts: the token2wav flow checkpoint (codes -> mel)")
-    p.add_argument("--vocoder", help="tts: the vocoder checkpoint (mel -> wav); default Griffin-Lim")
+    p.add_argument("--vocoder", help="tts: the vocoder checkpoint (mel -> wav); default: the vocoder of a token2wav "
+                   "export folder given as --flow, else Griffin-Lim")
     p.add_argument("--reference", help="tts: a clip of the voice to speak in")
     p.add_argument("--out", help="tts: the wav to write")
     p.add_argument("--greedy", action="store_true", help="tts: argmax codes instead of the TTS sampling")
     p.add_argument("--seed", type=int, default=0, help="tts: seed of the code sampling")
+    p.add_argument("--max-codes", type=int, default=500, help="tts: most codes to generate (25 a second)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     needed = {"understand": ["audio"], "tts": ["text", "flow", "out"]}[args.mode]
