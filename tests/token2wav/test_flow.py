@@ -70,10 +70,11 @@ def test_padding_does_not_change_the_loss(patch):
     assert torch.allclose(a["prior"], b["prior"], atol=1e-5)
 
 
+@pytest.mark.parametrize("start", ["noise", "prior"])
 @pytest.mark.parametrize("patch", PATCHES)
-def test_sampling_shape_and_guidance(patch):
+def test_sampling_shape_and_guidance(patch, start):
     torch.manual_seed(0)
-    model = FlowModel(FlowConfig(**TINY, patch=patch)).eval()
+    model = FlowModel(FlowConfig(**TINY, patch=patch, start=start)).eval()
     codes, lengths, mel = tiny_batch()
     ref, ref_lengths = mel, lengths * 4
     out, out_lengths = model.sample(codes, lengths, ref, ref_lengths, steps=3, generator=torch.Generator().manual_seed(0))
@@ -84,7 +85,7 @@ def test_sampling_shape_and_guidance(patch):
     mask, mu, speaker = model.conditions(codes, lengths, ref, ref_lengths)
 
     def euler(w):  # the solver written out: guidance from the estimator with and without the conditions
-        x = noise * mask[:, None, :]
+        x = (noise if start == "noise" else mu + model.cfg.prior_noise * noise) * mask[:, None, :]
         grid = 1 - torch.cos(torch.linspace(0, 1, 4) * 0.5 * torch.pi)
         for i in range(3):
             t = grid[i].expand(2)
@@ -100,6 +101,8 @@ def test_sampling_shape_and_guidance(patch):
         assert torch.allclose(cond, euler(0.0), atol=1e-5)
         assert torch.allclose(guided, euler(0.7), atol=1e-5)
         assert not torch.allclose(cond, guided, atol=1e-3)
+        assert torch.allclose(model.sample(codes, lengths, ref, ref_lengths, steps=0)[0],
+                              model.denormalize(mu) * mask[:, None, :])  # no ODE: the encoder's mel
 
 
 def test_patches_stack_consecutive_frames():
@@ -162,7 +165,7 @@ def old_model_output(model, codes, lengths, ref, ref_lengths, noise, steps, w):
 def test_an_old_config_without_patch_is_the_original_model():
     old = dict(TINY)  # what checkpoints and configs from before ``patch`` hold: no such key
     cfg = FlowConfig.from_dict(old)
-    assert cfg.patch == 1 and FlowConfig.from_dict(cfg.to_dict()).patch == 1
+    assert cfg.patch == 1 and cfg.start == "noise" and FlowConfig.from_dict(cfg.to_dict()).patch == 1
     assert FlowConfig.from_dict(FlowConfig(**TINY).to_dict()).patch == 4  # new records keep theirs
     torch.manual_seed(0)
     model = FlowModel(cfg).eval()
