@@ -18,7 +18,8 @@ from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
 from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
 from osum.models.backbone import LabelChoices, build_backbone
-from osum.stages.schedule import lr_factor
+from osum.stages.faults import NonFiniteError, NonFiniteSteps  # noqa: F401  (NonFiniteError: re-exported)
+from osum.stages.schedule import adamw_with_schedule
 from osum.tasks import TaskRegistry
 from osum.tasks.labels import tag as tag_string
 from osum.template import SpeechVocab
@@ -26,10 +27,6 @@ from osum.template import SpeechVocab
 log = logging.getLogger("osum")
 
 HEADS = ("text", "speech")
-
-
-class NonFiniteError(RuntimeError):
-    """Too many optimizer steps in a row had a NaN or inf loss or gradient."""
 
 
 def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
@@ -87,7 +84,7 @@ def task_metric_name(tag: str) -> str:
     return "+".join(re.findall(r"<([^<>]+)>", tag)) or "unknown"
 
 
-class StageBase(L.LightningModule):
+class StageBase(NonFiniteSteps, L.LightningModule):
     """A thin LightningModule over ``SpeechLLM``; subclasses only name their stage."""
 
     stage_name = "base"
@@ -113,8 +110,7 @@ class StageBase(L.LightningModule):
         self.run_dir = run_dir
         self.skips = SkipCounter()
         self._last_step_time: float | None = None
-        self.max_nonfinite_in_row = int((faults or {}).get("max_nonfinite_in_row", 10))
-        self._nonfinite_in_row = self._nonfinite_total = 0
+        self.init_nonfinite(faults)
         self._val_sums: dict[str, list[float]] = {}
 
     # ------------------------------------------------------------------ loss over the global batch
@@ -254,42 +250,8 @@ class StageBase(L.LightningModule):
         for p in (self._idle or {}).values():  # parts no micro-batch of this step ran: no update (see _touch_idle)
             p.grad = None
         self._idle = None
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
-        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
-            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
-            self._nonfinite_in_row += 1
-            self._nonfinite_total += 1
-        else:
-            self._nonfinite_in_row = 0
-        self.log("train/skipped_nonfinite", float(self._nonfinite_total), batch_size=1)
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._nonfinite_in_row < self.max_nonfinite_in_row:
-            return
-        ckpt_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir
-        path = Path(ckpt_dir) / f"nonfinite-step{self.trainer.global_step:07d}.ckpt"
-        self.trainer.save_checkpoint(path)
-        raise NonFiniteError(f"{self._nonfinite_in_row} steps in a row had a NaN/inf loss or gradient (up to step "
-                             f"{self.trainer.global_step}; {self._nonfinite_total} in all) and were skipped; saved "
-                             f"{path} (weights from before them). Lower optim.lr, check the data, or raise "
-                             "faults.max_nonfinite_in_row.")
+        self.skip_if_nonfinite(optimizer)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        o = self.optim_cfg
-        decay, no_decay = [], []
-        for name, p in self.backbone.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-        if not decay and not no_decay:
-            raise ValueError("no trainable parameters: check model.freeze / model.unfreeze")
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.get("weight_decay", 0.01)},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.99))), eps=o.get("eps", 1e-6))
-        s = self.sched_cfg
-        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 100_000
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, s.get("name", "cosine"), s.get("warmup_steps", 0), total,
-                                        s.get("min_ratio", 0.0)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_schedule(self.backbone, self.optim_cfg, self.sched_cfg, self.trainer.max_steps)

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from osum.data.skips import SkipCounter
-from osum.stages.schedule import lr_factor
+from osum.stages.faults import NonFiniteSteps
+from osum.stages.schedule import adamw_with_schedule
 from osum.token2wav.flow import FlowConfig, FlowModel
 from osum.token2wav.mel import MelConfig
 from osum.token2wav.vocoder import Vocoder, VocoderConfig, VocoderLoss
@@ -31,11 +32,7 @@ def split_model_config(model: Mapping[str, Any]) -> tuple[MelConfig, dict[str, A
     return MelConfig.from_dict(own.pop("mel", None)), own
 
 
-class NonFiniteError(RuntimeError):
-    """Too many optimizer steps in a row had a NaN or inf gradient."""
-
-
-class Token2WavStage(L.LightningModule):
+class Token2WavStage(NonFiniteSteps, L.LightningModule):
     """What both stages share: optimiser and schedule, skip totals, non-finite steps, the checkpoint record."""
 
     kind = "base"
@@ -47,8 +44,7 @@ class Token2WavStage(L.LightningModule):
         self.save_hyperparameters("model", "optim", "scheduler")
         self.mel_cfg, self.net_cfg = split_model_config(model)
         self.optim_cfg, self.sched_cfg, self.run_dir = dict(optim), dict(scheduler), run_dir
-        self.max_nonfinite_in_row = int((faults or {}).get("max_nonfinite_in_row", 10))
-        self._nonfinite_in_row = self._nonfinite_total = 0
+        self.init_nonfinite(faults)
         self.skips = SkipCounter()
         self._last_step_time: float | None = None
         self.backbone: nn.Module = self.build()
@@ -96,41 +92,10 @@ class Token2WavStage(L.LightningModule):
 
     # ------------------------------------------------------------------ non-finite steps
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(grads))) if grads else True
-        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
-            optimizer.zero_grad(set_to_none=True)  # AdamW leaves parameters without a gradient untouched
-            self._nonfinite_in_row += 1
-            self._nonfinite_total += 1
-        else:
-            self._nonfinite_in_row = 0
-        self.log("train/skipped_nonfinite", float(self._nonfinite_total), batch_size=1)
+        self.skip_if_nonfinite(optimizer)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._nonfinite_in_row < self.max_nonfinite_in_row:
-            return
-        ckpt_dir = getattr(self.trainer.checkpoint_callback, "dirpath", None) or self.trainer.default_root_dir
-        path = Path(ckpt_dir) / f"nonfinite-step{self.trainer.global_step:07d}.ckpt"
-        self.trainer.save_checkpoint(path)
-        raise NonFiniteError(f"{self._nonfinite_in_row} steps in a row had a NaN/inf gradient (up to step "
-                             f"{self.trainer.global_step}) and were skipped; saved {path} (weights from before "
-                             "them). Lower optim.lr, check the data, or raise faults.max_nonfinite_in_row.")
-
-    # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        o, s = self.optim_cfg, self.sched_cfg
-        decay, no_decay = [], []
-        for name, p in self.backbone.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "norm" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o.get("weight_decay", 0.01)},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.99))), eps=o.get("eps", 1e-6))
-        total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 else 100_000
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(step, s.get("name", "cosine"), s.get("warmup_steps", 0), total,
-                                        s.get("min_ratio", 0.0)))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return adamw_with_schedule(self.backbone, self.optim_cfg, self.sched_cfg, self.trainer.max_steps)
 
 
 class FlowStage(Token2WavStage):
