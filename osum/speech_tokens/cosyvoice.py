@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from osum.data.features import N_FFT, log_mel
+from osum.data.features import log_mel
+from osum.speech_tokens.features import checked_audio
 
 SAMPLE_RATE = 16000
 
@@ -30,19 +31,6 @@ def onnx_session(path: str | Path, providers: Sequence[str] | None = None):
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such ONNX model file")
     return ort.InferenceSession(str(path), providers=list(providers or ["CPUExecutionProvider"]))
-
-
-def _checked_audio(audio: np.ndarray, name: str, max_seconds: float | None = None) -> np.ndarray:
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim != 1:
-        raise ValueError(f"{name}: audio must be mono 1-D 16 kHz samples, got shape {audio.shape}")
-    if audio.size <= N_FFT // 2:
-        raise ValueError(f"{name}: {audio.size} samples is too short (needs more than {N_FFT // 2} at 16 kHz)")
-    if not np.isfinite(audio).all():
-        raise ValueError(f"{name}: audio has NaN or infinite samples")
-    if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
-        raise ValueError(f"{name}: {audio.size / SAMPLE_RATE:.1f} s is longer than the model's {max_seconds:g} s")
-    return audio
 
 
 def _describe(args) -> str:
@@ -71,7 +59,7 @@ class CosyVoiceTokenizerOnnx:
 
     def feats(self, audio: np.ndarray, name: str = "clip") -> np.ndarray:
         """The model input: Whisper's 128-bin log-mel as (1, 128, T) float32."""
-        audio = _checked_audio(audio, name, self.max_seconds)
+        audio = checked_audio(audio, name, self.max_seconds)
         return log_mel(audio, self.n_mels).T.contiguous()[None].numpy()
 
     def encode(self, audio_16k: np.ndarray, name: str = "clip") -> list[int]:
@@ -93,7 +81,7 @@ def campplus_fbank(audio: np.ndarray, name: str = "clip") -> torch.Tensor:
     """CAM++'s input features: 80-bin Kaldi fbank (dither 0) of 16 kHz audio minus its mean over time, (T, 80)."""
     import torchaudio.compliance.kaldi as kaldi
 
-    wave = torch.from_numpy(_checked_audio(audio, name))[None]
+    wave = torch.from_numpy(checked_audio(audio, name))[None]
     feats = kaldi.fbank(wave, num_mel_bins=80, dither=0.0, sample_frequency=SAMPLE_RATE)
     return feats - feats.mean(dim=0, keepdim=True)
 

@@ -24,6 +24,20 @@ from osum.models.encoder import WhisperEncoder, lengths_to_mask
 SAMPLE_RATE = 16000
 
 
+def checked_audio(audio: np.ndarray, name: str, max_seconds: float | None = None) -> np.ndarray:
+    """``audio`` as float32 mono 16 kHz samples, or a ValueError naming ``name``."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 1:
+        raise ValueError(f"{name}: audio must be mono 1-D 16 kHz samples, got shape {audio.shape}")
+    if audio.size <= N_FFT // 2:
+        raise ValueError(f"{name}: {audio.size} samples is too short (needs more than {N_FFT // 2} at 16 kHz)")
+    if not np.isfinite(audio).all():
+        raise ValueError(f"{name}: audio has NaN or infinite samples")
+    if max_seconds is not None and audio.size > max_seconds * SAMPLE_RATE:
+        raise ValueError(f"{name}: {audio.size / SAMPLE_RATE:.1f} s is longer than the model's {max_seconds:g} s")
+    return audio
+
+
 def n_codes(n_samples: int, pool: int = 2) -> int:
     """Number of codes for a clip of ``n_samples`` at 16 kHz.
 
@@ -129,14 +143,7 @@ class LayerFeatures(nn.Module):
 
     def mel(self, audio: np.ndarray, name: str = "clip") -> torch.Tensor:
         """Log-mel (T, n_mels) of one 16 kHz clip, with a clear error naming ``name`` for bad input."""
-        audio = np.asarray(audio)
-        if audio.ndim != 1:
-            raise ValueError(f"{name}: audio must be mono 1-D 16 kHz samples, got shape {audio.shape}")
-        if audio.size <= N_FFT // 2:
-            raise ValueError(f"{name}: {audio.size} samples is too short (needs more than {N_FFT // 2} at 16 kHz)")
-        if not np.isfinite(audio).all():
-            raise ValueError(f"{name}: audio has NaN or infinite samples")
-        return log_mel(audio.astype(np.float32, copy=False), self.n_mels)
+        return log_mel(checked_audio(audio, name), self.n_mels)
 
     @torch.inference_mode()
     def clips(self, audios: Sequence[np.ndarray], batch_size: int = 16,
