@@ -29,7 +29,10 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_tts_chain_from_corpus_to_judged_wav(mini_data, tmp_path):
     from data_prep import tts_corpus
 
-    data = mini_data / "mini_tts"
+    root = tmp_path / "data"  # its own data root: the mini corpus (its tokenizer) and a TTS corpus of its own
+    root.mkdir()
+    (root / "mini").symlink_to(mini_data / "mini", target_is_directory=True)
+    data = root / "mini_tts"
     tts_corpus.build(data, voices=["flite-slt"], workers=1, max_sentences=3, tokenizer_dir=mini_data / "mini" / "tokenizer")
     tokenizer = tmp_path / "speech_tokenizer"
     run("osum.speech_tokens", "train", "--encoder", str(WHISPER), "--shards", str(data / "train"), "--out",
@@ -38,7 +41,7 @@ def test_tts_chain_from_corpus_to_judged_wav(mini_data, tmp_path):
         run("osum.speech_tokens", "extract", "--tokenizer", str(tokenizer), "--shards", str(data / split),
             "--out", str(data / f"{split}_codes"))
     exp = tmp_path / "exp"
-    common = [f"paths.data_root={mini_data}", f"paths.exp_root={exp}", "trainer.max_steps=3", "trainer.limit_val_batches=1",
+    common = [f"paths.data_root={root}", f"paths.exp_root={exp}", "trainer.max_steps=3", "trainer.limit_val_batches=1",
               "trainer.val_check_interval=3", "callbacks.checkpoint.every_n_train_steps=3"]
     run("osum.train", "+recipe=mini_flow", *common, f"model.vocab_size={CODES}", "data.num_workers=0",
         "model.encoder_layers=1", "model.estimator_blocks=1", "model.encoder_dim=32", "model.estimator_dim=32",

@@ -27,10 +27,13 @@ def run(*args, check=True):
 
 @needs_assets
 def test_mini_tts_recipe_trains_both_heads_and_speaks(mini_data, tmp_path):
+    root = tmp_path / "data"  # the mini corpus (its tokenizer) beside tiny speech-code shards of this test's own
+    root.mkdir()
+    (root / "mini").symlink_to(mini_data / "mini", target_is_directory=True)
     for split, n in (("train_codes", 16), ("valid_codes", 4)):
-        write_code_split(mini_data / "mini_tts" / split, n, seed=len(split))
+        write_code_split(root / "mini_tts" / split, n, seed=len(split))
     exp = tmp_path / "exp"
-    run("osum.train", "+recipe=mini_tts", f"paths.data_root={mini_data}", f"paths.exp_root={exp}",
+    run("osum.train", "+recipe=mini_tts", f"paths.data_root={root}", f"paths.exp_root={exp}",
         "trainer.max_steps=6", "trainer.val_check_interval=6", "trainer.limit_val_batches=2",
         "trainer.log_every_n_steps=1", "data.num_workers=0", "data.batch.max_samples=4",
         "callbacks.checkpoint.every_n_train_steps=6")
