@@ -52,7 +52,8 @@ demo: corpus
 
 # The TTS chain on the mini TTS corpus (recipes/mini/README.md, "TTS"): the speech tokenizer (Whisper tiny.en's
 # last layer, 512 codes), codes of every split, the token2wav flow model, the TTS stage, then the judging table
-# (Whisper base as the independent ASR) and one sentence spoken by `osum.infer`. Steps already done are skipped.
+# (Whisper base as the independent ASR; LLM codes sampled as reference 5.6 says, then greedy) and one sentence
+# spoken by `osum.infer`. Steps already done are skipped.
 TTS_DATA := data/mini_tts
 SPEECH_TOKENIZER := exp/mini_speech_tokenizer
 tts-corpus: corpus
@@ -71,6 +72,8 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 	if [ "$(TTS_VOCODER)" = 1 ]; then $(PY) -m osum.train +recipe=mini_vocoder; fi
 	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
 	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40 $(VOCODER_ARG)
+	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
+	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge_greedy --limit 40 $(VOCODER_ARG) --greedy
 	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt $(VOCODER_ARG) \
 	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
 
