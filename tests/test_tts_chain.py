@@ -6,12 +6,11 @@ tts` writing a wav."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import soundfile as sf
+from run_module import run
 
 ROOT = Path(__file__).resolve().parent.parent
 WHISPER = ROOT / "assets" / "whisper-tiny.en"
@@ -19,11 +18,6 @@ pytestmark = pytest.mark.skipif(not (WHISPER / "config.json").exists(), reason="
 CODES = 32
 
 
-def run(*args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 def test_tts_chain_from_corpus_to_judged_wav(mini_data, tmp_path):

@@ -4,11 +4,10 @@ carry speech codes, then the trained model's codes for a text; the stage's own c
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from run_module import run
 from speech_code_shards import write_code_split
 
 from osum.stages.tts import TTSStage
@@ -18,11 +17,6 @@ needs_assets = pytest.mark.skipif(not (ROOT / "assets" / "whisper-tiny.en" / "co
                                   reason="run `make assets` (real Whisper tiny.en weights)")
 
 
-def run(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args[0]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 @needs_assets
