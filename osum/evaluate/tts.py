@@ -47,7 +47,7 @@ class TestSentence:
 
 
 def read_test_set(shards: Sequence[str], limit: int | None = None) -> list[TestSentence]:
-    """Samples with audio and a transcript, in key order; at most ``limit`` (spread over the speakers)."""
+    """Samples with audio and a transcript, in key order; at most ``limit`` (``spread``)."""
     skips, found = SkipCounter(), []
     for shard in resolve_shards(list(shards)):
         for raw in read_shard(shard, skips):
@@ -60,9 +60,14 @@ def read_test_set(shards: Sequence[str], limit: int | None = None) -> list[TestS
     if skips.total:
         log.warning("%s", skips.summary())
     found.sort(key=lambda s: s.key)
-    if limit and len(found) > limit:  # every k-th sample: all speakers and domains keep their share
-        found = [found[round(i * len(found) / limit)] for i in range(limit)]
-    return found
+    return spread(found, limit)
+
+
+def spread(items: list[TestSentence], limit: int | None) -> list[TestSentence]:
+    """At most ``limit`` of ``items``, every k-th: all speakers and domains keep their share."""
+    if not limit or len(items) <= limit:
+        return items
+    return [items[round(i * len(items) / limit)] for i in range(limit)]
 
 
 def references(sentences: list[TestSentence], pool: list[TestSentence]) -> list[np.ndarray]:
@@ -102,8 +107,8 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
     from osum.token2wav import Token2Wav
     from osum.token2wav.mel import mel_spectrogram
 
-    pool = read_test_set(shards)
-    sentences = read_test_set(shards, limit)
+    pool = read_test_set(shards)  # every test recording: the voice references come from all of them
+    sentences = spread(pool, limit)
     if not sentences:
         raise ValueError(f"no samples with audio and a transcript in {list(shards)}")
     refs = references(sentences, pool)
