@@ -11,7 +11,10 @@ could not parse; :func:`import_items` does the rest:
 - Every item is validated: the key, the task tag, the labels (canonical form, known label set),
   a non-empty transcript / target where the sample has one, the audio (decoded by
   :func:`osum.data.audio.decode_audio`, cut to ``start``/``end``), and the duration. Audio is
-  stored as 16 kHz mono FLAC.
+  stored as 16 kHz mono FLAC. An item may carry more clips, validated alike: the user audio of the
+  earlier turns of a dialogue (``history_audio``: members ``KEY.flac_i``, named in ``history``) and
+  clips by member name (``extra_audio``, e.g. the reply audio ``reply_flac``). ``label_sets=None``
+  (``--label-sets any``) only puts labels in canonical form; the label-set check is then training's.
 - A finished slice leaves ``OUT/.import/{prefix}-{i:06d}.done`` (JSON: a fingerprint of the slice's
   items and of the checks, its shard stats and its rejects). A rerun keeps every slice whose marker
   matches and whose tar exists, and writes the others again: a killed import continues where it
@@ -51,6 +54,7 @@ from osum.tasks import TaskRegistry, UnknownTaskError
 from osum.tasks.labels import MINI_LABEL_SETS, OSUM_LABEL_SETS, canonical
 
 LABEL_SETS = {"osum": OSUM_LABEL_SETS, "mini": MINI_LABEL_SETS}
+ANY_LABELS = "any"  # --label-sets any: no label-set check at import
 MARKER_DIR = ".import"
 REJECTS_NAME = "rejects.jsonl"
 MAX_OVERSHOOT_S = 0.5  # a segment may end this far past its recording (clipped), as Kaldi allows
@@ -75,11 +79,15 @@ class AudioSource:
 
 @dataclass(frozen=True)
 class ImportItem:
-    """One input sample: its key, where its audio is, and its sample JSON (design section 3)."""
+    """One input sample: its key, where its audio is, and its sample JSON (design section 3); optionally the
+    user audio of earlier dialogue turns 1..n (``meta["history"]`` has one entry per clip when present) and
+    more clips by member name (no dot), as :meth:`~osum.data.shards.ShardWriter.write` takes them."""
 
     key: str
     audio: AudioSource
     meta: dict[str, Any]
+    history_audio: tuple[AudioSource, ...] = ()
+    extra_audio: dict[str, AudioSource] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,8 @@ class Checks:
     """What every sample must satisfy to be imported."""
 
     max_seconds: float = 30.0
-    label_sets: dict[str, list[str]] = field(default_factory=lambda: dict(OSUM_LABEL_SETS))
+    # None: labels are only put in canonical form (any label passes; training checks its label sets)
+    label_sets: dict[str, list[str]] | None = field(default_factory=lambda: dict(OSUM_LABEL_SETS))
 
 
 @dataclass
@@ -142,17 +151,17 @@ def checked_meta(meta: dict[str, Any], checks: Checks) -> dict[str, Any]:
     return meta
 
 
-def checked_labels(labels: Any, label_sets: dict[str, list[str]]) -> dict[str, Any]:
+def checked_labels(labels: Any, label_sets: dict[str, list[str]] | None) -> dict[str, Any]:
     """Labels in canonical form (a list stays a list); ``BadSample("unknown_label")`` for any label
-    outside ``label_sets`` or of an unknown kind."""
+    outside ``label_sets`` or of an unknown kind (no such check when ``label_sets`` is None)."""
     if not isinstance(labels, dict):
         raise BadSample("unknown_label", f"labels must be an object, got {type(labels).__name__}")
     checked: dict[str, Any] = {}
     for kind, value in labels.items():
         values = value if isinstance(value, list) else [value]
         canonical_values = [canonical(kind, str(v)) if v is not None else "" for v in values]
-        unknown = [v for v in canonical_values if v not in label_sets.get(kind, [])]
-        if unknown:
+        unknown = [v for v in canonical_values if label_sets is not None and v not in label_sets.get(kind, [])]
+        if unknown and label_sets is not None:
             known = "unknown label type" if kind not in label_sets else f"known: {label_sets[kind]}"
             raise BadSample("unknown_label", f"{kind}={unknown[0]!r} ({known})")
         checked[kind] = canonical_values if isinstance(value, list) else canonical_values[0]
@@ -287,11 +296,32 @@ def _write_item(item: ImportItem, writer: ShardWriter, recordings: RecordingCach
     except ValueError as e:
         raise BadSample("bad_key", str(e)) from None
     meta = checked_meta(item.meta, checks)
-    audio = recordings.audio(item.audio)
+    audio = _checked_length(recordings.audio(item.audio), checks)
+    history = meta.get("history")
+    if item.history_audio and history is not None and (not isinstance(history, list)
+                                                       or len(history) != len(item.history_audio)):
+        raise BadSample("bad_history", f"{len(item.history_audio)} history clips for history {str(history)[:60]}")
+    history_audio = [_other_clip(recordings, source, checks, f"history turn {i}")
+                     for i, source in enumerate(item.history_audio, 1)]
+    extra_audio = {name: _other_clip(recordings, source, checks, name)
+                   for name, source in item.extra_audio.items()}
+    writer.write(item.key, audio, TARGET_SR, meta, history_audio=history_audio or None,
+                 extra_audio=extra_audio or None)
+
+
+def _checked_length(audio: np.ndarray, checks: Checks, where: str = "") -> np.ndarray:
     seconds = len(audio) / TARGET_SR
     if seconds > checks.max_seconds:
-        raise BadSample("too_long", f"{seconds:.2f} s > {checks.max_seconds} s")
-    writer.write(item.key, audio, TARGET_SR, meta)
+        raise BadSample("too_long", f"{where}{seconds:.2f} s > {checks.max_seconds} s")
+    return audio
+
+
+def _other_clip(recordings: RecordingCache, source: AudioSource, checks: Checks, where: str) -> np.ndarray:
+    """A history or extra clip, validated like the sample's audio; a reject's detail names the clip."""
+    try:
+        return _checked_length(recordings.audio(source), checks)
+    except BadSample as e:
+        raise BadSample(e.reason, f"{where}: {e.detail}") from None
 
 
 def _import_slice(job: _SliceJob) -> dict[str, Any]:
@@ -328,9 +358,18 @@ def _finished_marker(job: _SliceJob) -> dict[str, Any] | None:
     return marker
 
 
+def _item_content(item: ImportItem) -> dict[str, Any]:
+    """What identifies an item; one without history or extra clips reads as before they existed."""
+    content = dataclasses.asdict(item)
+    for name in ("history_audio", "extra_audio"):
+        if not content[name]:
+            del content[name]
+    return content
+
+
 def _fingerprint(items: list[ImportItem], checks: Checks, audio_format: str) -> str:
     content = {"version": FINGERPRINT_VERSION, "checks": dataclasses.asdict(checks), "audio_format": audio_format,
-               "items": [dataclasses.asdict(item) for item in items]}
+               "items": [_item_content(item) for item in items]}
     return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
@@ -454,8 +493,9 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes, one slice at a time each (the output does not depend on it)")
     parser.add_argument("--shard-size", type=int, default=1000, help="input items per shard slice")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="reject longer samples (too_long)")
-    parser.add_argument("--label-sets", choices=sorted(LABEL_SETS), default="osum",
-                        help="label inventories that labels must belong to (osum.tasks.labels)")
+    parser.add_argument("--label-sets", choices=sorted([*LABEL_SETS, ANY_LABELS]), default="osum",
+                        help="label inventories that labels must belong to (osum.tasks.labels); "
+                             f"{ANY_LABELS}: canonical form only, the label sets are checked at training")
     parser.add_argument("--prefix", default="shard", help="shard file name prefix")
     parser.add_argument("--audio-format", choices=sorted(AUDIO_FORMATS), default="flac",
                         help="flac: about half the size; wav (16-bit PCM): decodes about 5x faster in training")
@@ -464,7 +504,8 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 def import_from_args(items: list[ImportItem], parse_rejects: list[Reject], args: argparse.Namespace) -> ImportReport:
     """Run :func:`import_items` with the shared options and print its summary."""
-    checks = Checks(max_seconds=args.max_seconds, label_sets=dict(LABEL_SETS[args.label_sets]))
+    label_sets = None if args.label_sets == ANY_LABELS else dict(LABEL_SETS[args.label_sets])
+    checks = Checks(max_seconds=args.max_seconds, label_sets=label_sets)
     report = import_items(items, args.out, parse_rejects, checks, args.shard_size, args.workers, args.prefix,
                           args.force, args.audio_format)
     print(report.summary())

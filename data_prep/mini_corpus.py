@@ -46,6 +46,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from data_prep import dialogue_rules
 from data_prep import mini_effects as fx
 from data_prep.corpus_files import WorkerPool, previous_build, write_corpus_json, write_split
 from data_prep.mini_effects import PROXIES
@@ -58,7 +59,7 @@ SPLITS = ("train", "valid", "test", "test_novel")
 DOMAIN_FRACTIONS = {"digits": 0.5, "command": 0.3, "question": 0.2}
 POOL_FRACTIONS = {"test": 0.15, "valid": 0.10}  # of the command and question sentences; rest train
 PROMPTS_FILE = Path(__file__).resolve().parent.parent / "osum" / "tasks" / "prompts" / "en.yaml"
-EXTRA_TOKENS = ["<开始回答>", "<ANSWER>"]
+EXTRA_TOKENS = ["<开始回答>", "<ANSWER>", "<think>", "<think end>", *dialogue_rules.reply_tags()]
 TOKENIZER_VOCAB = 1000
 
 VOICES: list[Voice] = [
@@ -271,7 +272,8 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
 
     texts = [text for split_plans in plans.values() for plan in split_plans
              for text in (" ".join(plan["words"]), plan["answer"]) if text]
-    build_tokenizer(list(dict.fromkeys(texts + _prompt_texts())),
+    # one tokenizer for the three mini stages: the dialogue corpus's fixed phrases too (data_prep.dialogue_rules)
+    build_tokenizer(list(dict.fromkeys(texts + _prompt_texts() + dialogue_rules.tokenizer_texts())),
                     all_tags(MINI_LABEL_SETS) + EXTRA_TOKENS, out / "tokenizer", TOKENIZER_VOCAB)
 
     corpus = {

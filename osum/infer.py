@@ -4,6 +4,11 @@
     tts            --ckpt X --mode tts --text "..." --flow F [--vocoder V] [--reference r.wav] --out a.wav
                    the LLM's speech codes for the text, turned into a 16 kHz wav by token2wav (the flow model,
                    then the neural vocoder, or Griffin-Lim without --vocoder); --reference gives the voice
+    s2t | s2s      --ckpt X --mode s2t --audio turn1.wav [--audio turn2.wav ...] [--history 5] [--out-dir D]
+                   one conversation (osum.chat.ChatSession), a turn per --audio: prints each turn's think and
+                   reply; s2s also speaks the reply (--flow F [--vocoder V] [--reference r.wav]) and writes
+                   D/turn_<i>.wav; D/turn_<i>.json holds the think, reply and codes. --interactive reads wav
+                   paths from stdin instead ("new" starts a new conversation, an empty line ends).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from osum.inference import DecodeOptions, SpeechAssistant
 
 
 def understand(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
-    audio = decode_audio(Path(args.audio).read_bytes())
+    audio = decode_audio(Path(args.audio[0]).read_bytes())
     speech, lengths = assistant.speech([audio])
     opts = DecodeOptions(max_new_tokens=args.max_new_tokens, num_beams=args.beam)
     instruction = args.prompt if args.prompt else assistant.instruction(assistant.registry.get(args.task), opts)
@@ -43,12 +48,55 @@ def speak(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(codes)} codes, {len(wav) / 16000:.2f} s")
 
 
+def chat(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
+    import json
+
+    from osum.chat import ChatSession
+
+    speech_out = args.mode == "s2s"
+    session = ChatSession(assistant, speech_out=speech_out, think=not args.no_think, window=args.history,
+                          greedy=not args.sample, seed=args.seed)
+    synth = reference = None
+    if speech_out:
+        from osum.token2wav import Token2Wav
+
+        synth = Token2Wav.load(args.flow, args.vocoder, device=args.device)
+        reference = decode_audio(Path(args.reference).read_bytes()) if args.reference else None
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    turns = iter(args.audio) if not args.interactive else iter(lambda: input("wav> ").strip(), "")
+    for i, path in enumerate(turns, 1):
+        if path == "new":
+            session.clear()
+            print("-- new conversation")
+            continue
+        out_type, reply = session.ask(decode_audio(Path(path).read_bytes()))
+        print(f"turn {i} ({out_type}, {len(session.history)} kept): {path}")
+        if reply.think is not None:
+            print(f"  think: {reply.think}")
+        print(f"  reply: {reply.text}")
+        record = {"audio": path, "output_type": out_type, "think": reply.think, "reply": reply.text,
+                  "speech_codes": reply.speech}
+        if synth is not None:
+            if not reply.speech:
+                print("  (no speech codes generated)")
+            elif out_dir:
+                wav = np.asarray(synth(reply.speech, reference), dtype=np.float32)
+                record["wav"] = str(out_dir / f"turn_{i}.wav")
+                sf.write(record["wav"], wav, 16000)
+                print(f"  speech: {record['wav']} ({len(reply.speech)} codes, {len(wav) / 16000:.2f} s)")
+        if out_dir:
+            (out_dir / f"turn_{i}.json").write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m osum.infer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", required=True, help="a training checkpoint (.ckpt) or an osum.export folder")
-    p.add_argument("--mode", choices=("understand", "tts"), default="understand")
-    p.add_argument("--audio", help="understand: any audio file soundfile reads; resampled to 16 kHz")
+    p.add_argument("--mode", choices=("understand", "tts", "s2t", "s2s"), default="understand")
+    p.add_argument("--audio", action="append", help="understand: any audio file soundfile reads (resampled to "
+                   "16 kHz); s2t/s2s: one per turn, in order")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--task", default="<TRANSCRIBE>", help="task tag string, e.g. '<TRANSCRIBE> <GENDER>'")
     g.add_argument("--prompt", help="a free instruction instead of a task's prompt")
@@ -63,13 +111,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--greedy", action="store_true", help="tts: argmax codes instead of the TTS sampling")
     p.add_argument("--seed", type=int, default=0, help="tts: seed of the code sampling")
     p.add_argument("--max-codes", type=int, default=500, help="tts: most codes to generate (25 a second)")
+    p.add_argument("--history", type=int, default=5, help="s2t/s2s: earlier turns kept (0: none)")
+    p.add_argument("--no-think", action="store_true", help="s2t/s2s: first turns without the think section")
+    p.add_argument("--sample", action="store_true", help="s2t/s2s: the output types' sampling instead of greedy")
+    p.add_argument("--interactive", action="store_true", help="s2t/s2s: read wav paths from stdin")
+    p.add_argument("--out-dir", help="s2t/s2s: writes turn_<i>.json (and turn_<i>.wav for s2s)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
-    needed = {"understand": ["audio"], "tts": ["text", "flow", "out"]}[args.mode]
-    if missing := [f"--{n}" for n in needed if not getattr(args, n)]:
+    needed = {"understand": ["audio"], "tts": ["text", "flow", "out"], "s2t": [],
+              "s2s": ["flow", "out_dir"]}[args.mode]
+    if args.mode in ("s2t", "s2s") and not (args.audio or args.interactive):
+        needed = [*needed, "audio"]
+    if missing := [f"--{n.replace('_', '-')}" for n in needed if not getattr(args, n)]:
         p.error(f"--mode {args.mode} needs {' '.join(missing)}")
+    if args.mode == "understand" and len(args.audio) > 1:
+        p.error("--mode understand takes one --audio")
     assistant = SpeechAssistant.load(args.ckpt, args.device)
-    (speak if args.mode == "tts" else understand)(assistant, args)
+    {"understand": understand, "tts": speak, "s2t": chat, "s2s": chat}[args.mode](assistant, args)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ OUTPUT_TYPES: dict[str, OutputType] = {o.name: o for o in [
     OutputType("text", ("text", "speech"), ("text", "eos"), sampling=UNDERSTANDING_SAMPLING),
     OutputType("s2t_chat", ("speech",), ("text", "eos"), sampling=CHAT_SAMPLING),
     OutputType("s2t_chat_think", ("speech",), ("think", "text", "eos"), sampling=CHAT_SAMPLING, max_new_tokens=800),
+    OutputType("s2t_chat_history", ("speech",), ("text", "eos"), history=True, sampling=CHAT_SAMPLING),
     OutputType("text2text", ("text",), ("text", "eos"), max_new_tokens=200),
     OutputType("text2token", ("text",), ("speech",), start_phase="speech", stop="speech_end",
                sampling=TTS_SAMPLING, speech_sampling=TTS_SAMPLING, max_new_tokens=2000),
@@ -185,6 +186,8 @@ ORIGINAL_SYSTEM_PROMPTS = {
     "text": "You are OSUM-chat, an audio understanding assistant by ASLP Lab. You can transcribe speech "
     "accurately and analyze paralinguistic cues to provide precise text responses.",
     "s2t_chat": "You are OSUM-chat, a speech-to-text dialogue assistant by ASLP Lab. You understand both the "
+    "meaning and paralinguistic cues in speech then respond exclusively with appropriate text.",
+    "s2t_chat_history": "You are OSUM-chat, a speech-to-text dialogue assistant by ASLP Lab. You understand both the "
     "meaning and paralinguistic cues in speech then respond exclusively with appropriate text.",
     "s2t_chat_think": "You are OSUM-chat, a thinking-enabled speech-to-text dialogue assistant by ASLP Lab. You not "
     "only comprehend the semantic meaning and paralinguistic cues in speech but also engage in deliberate reasoning "

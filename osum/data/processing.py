@@ -177,7 +177,11 @@ class SampleProcessor:
             audios.append((raw.key, audio))
         else:
             user = [Text(user_text or "")]
-        turns.append(Turn(user, text=target, speech=codes))
+        try:
+            think = self.registry.think(task, meta) if present is not None else None
+        except KeyError as e:
+            raise BadSample("missing_field", str(e.args[0])) from None
+        turns.append(Turn(user, think=think, text=target, speech=codes))
         try:
             seq = self.builder.build(task.output_type, turns)
         except ValueError as e:  # a sample this output type cannot lay out

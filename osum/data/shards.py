@@ -104,11 +104,13 @@ class ShardWriter:
             self._abort()
 
     def write(self, key: str, audio: np.ndarray, sample_rate: int, meta: dict[str, Any],
-              history_audio: list[np.ndarray] | None = None) -> None:
+              history_audio: list[np.ndarray] | None = None,
+              extra_audio: dict[str, np.ndarray] | None = None) -> None:
         """Write ``KEY.flac`` or ``KEY.wav`` (resampled to 16 kHz) and ``KEY.json`` (meta + key + duration).
 
         ``history_audio``: the user audio of earlier turns 1..n of a dialogue, written as ``KEY.flac_i``
-        (or ``.wav_i``) and named in ``meta["history"][i - 1]["audio"]`` (entries made when absent)."""
+        (or ``.wav_i``) and named in ``meta["history"][i - 1]["audio"]`` (entries made when absent).
+        ``extra_audio``: more clips by member name (no dot), e.g. the assistant's reply audio ``reply_flac``."""
         check_key(key)
         data, n_samples = self._encoded(key, audio, sample_rate)
         members = [(self.audio_format, data)]
@@ -121,6 +123,10 @@ class ShardWriter:
                 turn["audio"] = f"{self.audio_format}_{i}"
                 members.append((turn["audio"], self._encoded(key, clip, sample_rate)[0]))
             record["history"] = history
+        for name, clip in (extra_audio or {}).items():
+            if "." in name or name in dict(members):
+                raise ValueError(f"{key}: extra audio member {name!r} must be a new name without a dot")
+            members.append((name, self._encoded(key, clip, sample_rate)[0]))
         self._add_members(key, members, record)
 
     def _encoded(self, key: str, audio: np.ndarray, sample_rate: int) -> tuple[bytes, int]:

@@ -1,9 +1,11 @@
-"""`python -m osum.evaluate tts ...`: judge the TTS chain (osum/evaluate/tts.py) and print its table."""
+"""`python -m osum.evaluate tts|echat ...`: judge the TTS chain (osum/evaluate/tts.py) or dialogue models
+(osum/evaluate/echat.py) and print the table."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import torch
 
@@ -27,8 +29,34 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-codes", type=int, default=500, help="most codes the LLM may generate (25 a second)")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    e = sub.add_parser("echat", help="dialogue models: think per cue, reply appropriateness, memory, spoken reply")
+    e.add_argument("--ckpt", required=True, action="append",
+                   help="a dialogue checkpoint or export folder, as NAME=PATH to name its row; repeat for an ablation")
+    e.add_argument("--shards", required=True, nargs="+", help="dialogue test shards (data_prep.dialogue_corpus)")
+    e.add_argument("--out", required=True, help="writes echat_table.md, echat_report.json, echat_replies.jsonl")
+    e.add_argument("--limit", type=int, default=None, help="at most this many test samples")
+    e.add_argument("--s2s", type=int, default=0, help="this many samples also as S2S (reply text then speech)")
+    e.add_argument("--flow", help="token2wav flow checkpoint (speaks the S2S replies)")
+    e.add_argument("--vocoder", help="token2wav vocoder checkpoint (default: Griffin-Lim)")
+    e.add_argument("--reference", help="a clip of the assistant's voice for token2wav")
+    e.add_argument("--asr", help="the judge of spoken replies: a transformers Whisper folder (assets/whisper-base)")
+    e.add_argument("--judge", help="a local causal-LM folder: EChat-eval style 1-5 scores per dimension")
+    e.add_argument("--sample", action="store_true", help="the output types' sampling instead of greedy decoding")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "echat":
+        from osum.evaluate.echat import run
+
+        models = dict(c.split("=", 1) if "=" in c else (Path(c).parent.parent.name or c, c) for c in args.ckpt)
+        run(models, args.shards, args.out, limit=args.limit, s2s_limit=args.s2s, batch_size=args.batch_size,
+            greedy=not args.sample, seed=args.seed, flow=args.flow, vocoder=args.vocoder, reference=args.reference,
+            asr=args.asr, judge=args.judge, device=args.device)
+        print(Path(args.out, "echat_table.md").read_text(), end="")
+        print(f"wrote {args.out}/echat_table.md, echat_report.json, echat_replies.jsonl")
+        return
     judge_tts(args.shards, args.out, args.asr, flow=args.flow, vocoder=args.vocoder, tts_ckpt=args.tts,
               tokenizer=args.tokenizer, limit=args.limit, griffin_lim=not args.no_griffin_lim,
               greedy=args.greedy, seed=args.seed, max_codes=args.max_codes, device=args.device)

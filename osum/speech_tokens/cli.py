@@ -1,7 +1,7 @@
 """`python -m osum.speech_tokens`: fit a speech tokenizer, add speech_tokens to shards, encode a file.
 
     train    --encoder DIR --shards DIR_OR_TAR... --out DIR [--codes 4096] [--layer -1] [--max-clips N] [--seed 0]
-    extract  --tokenizer DIR --shards IN_DIR --out OUT_DIR [--batch 16]
+    extract  --tokenizer DIR --shards IN_DIR --out OUT_DIR [--batch 16] [--member reply_flac]
     encode   --tokenizer DIR --wav a.wav
 """
 
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--shards", type=Path, required=True, metavar="IN_DIR")
     e.add_argument("--out", type=Path, required=True, metavar="OUT_DIR")
     e.add_argument("--batch", type=int, default=16, help="clips per encoder pass")
+    e.add_argument("--member", default=None,
+                   help="encode this member instead of the audio (a dialogue's reply audio: reply_flac); "
+                        "history entries naming a reply_audio member get their turn's codes too")
     e.add_argument("--device", default="cpu")
     c = sub.add_parser("encode", help="print the codes of an audio file")
     c.add_argument("--tokenizer", type=Path, required=True)
@@ -75,7 +78,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     tokenizer = SpeechTokenizer.load(args.tokenizer, device=args.device)
-    report = extract_shards(tokenizer, args.shards, args.out, batch_size=args.batch)
+    report = extract_shards(tokenizer, args.shards, args.out, batch_size=args.batch, member=args.member)
     print(f"shards     {report.shards} -> {args.out}")
     print(f"samples    {report.samples}: {report.tokenized} with speech_tokens ({report.codes} codes), "
           f"{report.no_audio} without audio, {len(report.failed)} kept without speech_tokens")

@@ -5,7 +5,11 @@ rewritten). Every member of a sample is copied byte for byte except its JSON, wh
 ``"speech_tokens": [...]`` (for a TTS sample, the audio member is the answer audio, so these are the
 target codes); original-OSUM samples (no JSON) get ``extra.speech_token`` instead, which the reader
 maps to ``speech_tokens``. Samples without audio are copied unchanged. A sample whose audio cannot be
-decoded is reported by key, counted and copied unchanged (without codes). Groups the reader cannot
+decoded is reported by key, counted and copied unchanged (without codes).
+
+``member`` names another member to encode instead of the audio: a dialogue's reply audio
+(``reply_flac``), whose codes are the S2S target, while the user audio stays input. Its history entries
+that name a ``reply_audio`` member get that turn's codes as ``speech_tokens`` too. Groups the reader cannot
 use at all (no or malformed JSON) are counted in the reader's skips and left out, as training would.
 Shards are written as ``NAME.tar.tmp`` and renamed when complete; ``index.json`` is written last.
 """
@@ -45,8 +49,11 @@ class ExtractReport:
 
 @dataclass
 class _Pending:
+    """One sample and the clips to encode: ``None`` -> its own codes, ``i`` -> history turn ``i``'s."""
+
     raw: RawSample
-    audio: np.ndarray | None = None
+    clips: dict[int | None, np.ndarray] = field(default_factory=dict)
+    codes: dict[int | None, list[int]] = field(default_factory=dict)
 
 
 def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -55,12 +62,17 @@ def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def with_codes(members: dict[str, bytes], codes: list[int]) -> dict[str, bytes]:
-    """A sample's members with ``codes`` added to its JSON (or to ``extra`` for the original layout)."""
+def with_codes(members: dict[str, bytes], codes: list[int] | None,
+               history_codes: dict[int, list[int]] | None = None) -> dict[str, bytes]:
+    """A sample's members with ``codes`` added to its JSON (or to ``extra`` for the original layout), and
+    ``history_codes`` (turn index -> codes) to its ``history`` entries."""
     members = dict(members)
     name, field_name = ("json", "speech_tokens") if "json" in members else ("extra", "speech_token")
     record = json.loads(members[name].decode("utf-8")) if name in members else {}
-    record[field_name] = codes
+    if codes is not None:
+        record[field_name] = codes
+    for i, turn_codes in (history_codes or {}).items():
+        record["history"][i]["speech_tokens"] = turn_codes
     members[name] = json.dumps(record, ensure_ascii=False).encode("utf-8")
     return members
 
@@ -69,53 +81,71 @@ class _ShardExtractor:
     """Copies one shard, encoding its clips ``batch_size`` at a time and writing samples in input order."""
 
     def __init__(self, tokenizer: SpeechTokenizer, tar: tarfile.TarFile, stats: dict, report: ExtractReport,
-                 shard_name: str, batch_size: int):
+                 shard_name: str, batch_size: int, member: str | None = None):
         self.tokenizer, self.tar, self.stats, self.report = tokenizer, tar, stats, report
-        self.shard_name, self.batch_size = shard_name, batch_size
+        self.shard_name, self.batch_size, self.member = shard_name, batch_size, member
         self.pending: list[_Pending] = []
+
+    def _sources(self, raw: RawSample) -> dict[int | None, bytes | None]:
+        """The audio bytes to encode: the sample's own (its audio or ``member``), and history reply members."""
+        if self.member is None:
+            return {None: raw.audio}
+        sources: dict[int | None, bytes | None] = {None: raw.members.get(self.member)}
+        history = raw.meta.get("history")
+        for i, turn in enumerate(history if isinstance(history, list) else []):
+            if isinstance(turn, dict) and turn.get("reply_audio"):
+                sources[i] = raw.members.get(str(turn["reply_audio"]))
+        return sources
 
     def add(self, raw: RawSample) -> None:
         item = _Pending(raw)
-        if raw.audio is None:
-            self.report.no_audio += 1
-        else:
+        for target, data in self._sources(raw).items():
+            where = "" if target is None else f"history turn {target + 1}: "
+            if data is None:
+                if target is None:
+                    self.report.no_audio += 1
+                else:
+                    self._failed(raw, "missing_member", f"{where}no member {turn_member(raw, target)}")
+                continue
             try:
-                item.audio = decode_audio(raw.audio)
+                item.clips[target] = decode_audio(data)
             except BadSample as e:
-                self._failed(raw, e.reason, e.detail)
+                self._failed(raw, e.reason, f"{where}{e.detail}".strip())
         self.pending.append(item)
-        if sum(p.audio is not None for p in self.pending) >= self.batch_size:
+        if sum(len(p.clips) for p in self.pending) >= self.batch_size:
             self.flush()
 
     def _failed(self, raw: RawSample, reason: str, detail: str) -> None:
         self.report.audio_skips.skip(reason, self.shard_name, raw.key, detail)
         self.report.failed.append(f"{self.shard_name}:{raw.key} {reason} {detail}".strip())
 
-    def _encode(self, items: list[_Pending]) -> list[list[int] | None]:
-        audios = [p.audio for p in items]
+    def _encode(self, clips: list[tuple[_Pending, int | None]]) -> None:
+        audios = [p.clips[t] for p, t in clips]
         try:
-            return self.tokenizer.encode_batch(audios, self.batch_size, [p.raw.key for p in items])
+            codes = self.tokenizer.encode_batch(audios, self.batch_size, [p.raw.key for p, _ in clips])
+            for (p, t), c in zip(clips, codes):
+                p.codes[t] = c
         except ValueError:  # find the clip(s) at fault, keep the rest
-            codes: list[list[int] | None] = []
-            for p in items:
+            for p, t in clips:
                 try:
-                    codes.append(self.tokenizer.encode(p.audio))
+                    p.codes[t] = self.tokenizer.encode(p.clips[t])
                 except ValueError as e:
                     self._failed(p.raw, "unencodable_audio", str(e)[:120])
-                    codes.append(None)
-            return codes
 
     def flush(self) -> None:
-        with_audio = [p for p in self.pending if p.audio is not None]
-        codes = dict(zip(map(id, with_audio), self._encode(with_audio))) if with_audio else {}
+        clips = [(p, t) for p in self.pending for t in p.clips]
+        if clips:
+            self._encode(clips)
         for p in self.pending:
             meta, members = dict(p.raw.meta), p.raw.members
-            sample_codes = codes.get(id(p))
+            sample_codes = p.codes.get(None)
+            history_codes = {t: c for t, c in p.codes.items() if t is not None}
+            if sample_codes is not None or history_codes:
+                members = with_codes(members, sample_codes, history_codes)
             if sample_codes is not None:
-                members = with_codes(members, sample_codes)
                 meta["speech_tokens"] = sample_codes
-                if meta.get("duration") is None:
-                    meta["duration"] = len(p.audio) / TARGET_SR
+                if meta.get("duration") is None and self.member is None:
+                    meta["duration"] = len(p.clips[None]) / TARGET_SR
                 self.report.tokenized += 1
                 self.report.codes += len(sample_codes)
             for suffix, data in members.items():
@@ -125,9 +155,14 @@ class _ShardExtractor:
         self.pending = []
 
 
+def turn_member(raw: RawSample, turn: int) -> str:
+    return f"{raw.key}.{raw.meta['history'][turn]['reply_audio']}"
+
+
 def extract_shards(tokenizer: SpeechTokenizer, in_dir: str | Path, out_dir: str | Path,
-                   batch_size: int = 16) -> ExtractReport:
-    """Copy the shards of ``in_dir`` into ``out_dir`` with ``speech_tokens`` added, and index them."""
+                   batch_size: int = 16, member: str | None = None) -> ExtractReport:
+    """Copy the shards of ``in_dir`` into ``out_dir`` with ``speech_tokens`` added, and index them
+    (``member``: encode that member of each sample, and its history's reply members, instead of its audio)."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     shards = list_shards([in_dir])
     if out_dir.resolve() == in_dir.resolve() or any(s.resolve().parent == out_dir.resolve() for s in shards):
@@ -145,7 +180,7 @@ def extract_shards(tokenizer: SpeechTokenizer, in_dir: str | Path, out_dir: str 
         stats = new_shard_stats(str(out_path))
         try:
             with tarfile.open(tmp_path, "w", format=tarfile.PAX_FORMAT) as tar:
-                extractor = _ShardExtractor(tokenizer, tar, stats, report, shard.name, batch_size)
+                extractor = _ShardExtractor(tokenizer, tar, stats, report, shard.name, batch_size, member)
                 for raw in read_shard(str(shard), report.reader_skips):
                     extractor.add(raw)
                 extractor.flush()

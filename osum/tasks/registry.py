@@ -35,16 +35,32 @@ FIELD_OF_TAG: dict[str, str] = {
     "S2TCHAT": "answer",
     "TEXT2TEXT": "answer",
     "TEXT2TOKEN": "speech_tokens",
+    "CHAT": "answer",
+    "THINK": "think",
+    "HISTORY": "history",
 }
 # Tasks whose user input is text, not audio: tag string -> (output type, the field holding the user's text).
 TEXT_INPUT_TASKS: dict[str, tuple[str, str]] = {
     "<TEXT2TEXT>": ("text2text", "question"),
     "<TEXT2TOKEN>": ("text2token", "transcript"),
 }
+# Dialogue tasks (the dialogue stage, reference 5.2-5.4): speech in, a reply out, by output type. ``<THINK>``
+# puts the think section first (its form is ``rendering.think``); ``<HISTORY>`` lays out the earlier turns.
+DIALOGUE_TASKS: dict[str, str] = {
+    "<CHAT>": "s2t_chat",
+    "<CHAT> <THINK>": "s2t_chat_think",
+    "<CHAT> <HISTORY>": "s2t_chat_history",
+    "<CHAT> <TEXT2TOKEN>": "speech2text_token",
+    "<CHAT> <TEXT2TOKEN> <THINK>": "speech2text_token_think",
+    "<CHAT> <TEXT2TOKEN> <HISTORY>": "speech2text_token_history",
+}
+WITHOUT_THINK = {"s2t_chat_think": "s2t_chat", "speech2text_token_think": "speech2text_token"}
+SINGLE_TURN_DIALOGUE = frozenset({"s2t_chat", *WITHOUT_THINK, "speech2text_token"})  # output types without history
+THINK_FORMS = ("tag", "language", "none")
 LABEL_FIELDS = ("events", "emotion", "style", "gender", "age")
 UTTERANCE_LABELS = ("emotion", "style", "gender", "age")  # true of every part of an utterance
 SAMPLE_KEY_OF_FIELD = {"transcript": "txt", "words": "words", "answer": "answer", "question": "question",
-                       "speech_tokens": "speech_tokens", "audio": "audio",
+                       "speech_tokens": "speech_tokens", "audio": "audio", "think": "think", "history": "history",
                        **{f: f"labels.{f}" for f in LABEL_FIELDS}}  # how a missing field is named in messages
 # Field -> (the name of its metric in a report, the metric's kind: a key of osum.metrics.report.METRIC_OF_KIND).
 METRIC_OF_FIELD: dict[str, tuple[str, str]] = {"transcript": ("wer", "wer"), "words": ("aas", "alignment_shift"),
@@ -67,6 +83,10 @@ def sample_keys(sample: Mapping) -> list[str]:
         keys.append("question")
     if isinstance(sample.get("speech_tokens"), list) and sample["speech_tokens"]:
         keys.append("speech_tokens")
+    if str(sample.get("think") or "").strip():
+        keys.append("think")
+    if isinstance(sample.get("history"), list) and sample["history"]:
+        keys.append("history")
     labels = sample.get("labels") or {}
     for kind in LABEL_FIELDS:
         raw = labels.get(kind) if isinstance(labels, Mapping) else None
@@ -77,6 +97,9 @@ def sample_keys(sample: Mapping) -> list[str]:
 _TAG_WORD_RE = re.compile(r"<\s*([A-Za-z0-9_]+)\s*>")
 _TIMED_WORD_RE = re.compile(r"(\S+?)<\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*>")
 _TRAILING_TAG_RE = re.compile(r"<\s*([^<>,\d][^<>,]*)\s*>\s*$")
+_THINK_WORDS_RE = re.compile(r"user's words:\s*(.*?),\s*age:")
+_THINK_TAG_FIELDS = {"age": "age", "gender": "gender", "emotion": "emotion", "events": "sound event",
+                     "reply_emotion": "reply emotion"}
 
 
 class UnknownTaskError(KeyError):
@@ -121,7 +144,7 @@ class Task:
         if unknown:
             raise UnknownTaskError(f"task {name!r}: unknown tag word(s) {unknown}; known: {sorted(FIELD_OF_TAG)}")
         tag_string = normalize_tag_string(tags)
-        output_type, user_field = TEXT_INPUT_TASKS.get(tag_string, (output_type, None))
+        output_type, user_field = TEXT_INPUT_TASKS.get(tag_string, (DIALOGUE_TASKS.get(tag_string, output_type), None))
         return cls(name=name, tag=tag_string, output_type=output_type,
                    fields=tuple(FIELD_OF_TAG[w] for w in words), user_field=user_field,
                    decode_by_default=decode_by_default)
@@ -134,6 +157,18 @@ class Task:
     def speech_target(self) -> bool:
         """True when the target includes speech tokens (TTS, S2S)."""
         return "speech_tokens" in self.fields
+
+    @property
+    def thinks(self) -> bool:
+        return "think" in self.fields
+
+    def without_think(self) -> Task:
+        """The same task with no think section (``rendering.think: none``): the output type's plain variant."""
+        if not self.thinks:
+            return self
+        return Task(name=self.name, tag=self.tag, output_type=WITHOUT_THINK.get(self.output_type, self.output_type),
+                    fields=tuple(f for f in self.fields if f != "think"), decode_by_default=self.decode_by_default,
+                    user_field=self.user_field)
 
     @property
     def has_transcript(self) -> bool:
@@ -179,6 +214,13 @@ DEFAULT_TASKS: list[Task] = [
     Task.from_tag("STTC-only", "<S2TCHAT>"),
     Task.from_tag("T2T", "<TEXT2TEXT>"),  # text in, text out (EChat keeps the LLM's text ability with it)
     Task.from_tag("TTS", "<TEXT2TOKEN>"),  # text in, speech tokens out
+    # the dialogue stage (osum.stages.dialogue): speech in, [think], a reply as text (S2T) or text + speech (S2S)
+    Task.from_tag("S2T", "<CHAT>"),
+    Task.from_tag("S2T-think", "<CHAT> <THINK>"),
+    Task.from_tag("S2T-history", "<CHAT> <HISTORY>"),
+    Task.from_tag("S2S", "<CHAT> <TEXT2TOKEN>"),
+    Task.from_tag("S2S-think", "<CHAT> <TEXT2TOKEN> <THINK>"),
+    Task.from_tag("S2S-history", "<CHAT> <TEXT2TOKEN> <HISTORY>"),
 ]
 
 
@@ -190,6 +232,11 @@ class Rendering:
     time_decimals: int = 1
     lowercase: bool = True
     label_sets: dict[str, list[str]] = field(default_factory=lambda: dict(MINI_LABEL_SETS))
+    # The think section of <THINK> tasks: "tag" (rendered from txt, labels and reply_emotion, reference 5.3),
+    # "language" (the sample's own ``think`` text), or "none" (think tasks train and answer without one).
+    think: str = "tag"
+    unknown_tag: str = "<&&>"  # a label the sample lacks, in a tag think (template.unknown_tag)
+    no_event: str = "NONE"  # the sound event of a tag think whose sample has ``labels.events: []``
 
 
 class TaskRegistry:
@@ -211,9 +258,14 @@ class TaskRegistry:
             prompts = yaml.safe_load(f)
         label_sets = rendering.pop("label_sets", None)
         render = Rendering(**rendering)  # type: ignore[arg-type]
+        if render.think not in THINK_FORMS:
+            raise ValueError(f"rendering.think must be one of {list(THINK_FORMS)}, got {render.think!r}")
+        tasks = list(tasks or DEFAULT_TASKS)
+        if render.think == "none":
+            tasks = [t.without_think() for t in tasks]
         if label_sets:
             render.label_sets = {k: [canonical(k, v) for v in vs] for k, vs in dict(label_sets).items()}
-        return cls(list(tasks or DEFAULT_TASKS), prompts, render)
+        return cls(tasks, prompts, render)
 
     def get(self, tags: str) -> Task:
         key = normalize_tag_string(tags)
@@ -252,8 +304,14 @@ class TaskRegistry:
     def missing_fields(self, task: Task, sample: Mapping, present: set[str] | None = None) -> list[str]:
         """The fields ``task`` needs that ``sample`` lacks or holds empty (named as in the sample)."""
         present = self.present_fields(sample) if present is None else present
-        needed = task.fields + ((task.user_field,) if task.user_field else ())
-        return [SAMPLE_KEY_OF_FIELD[f] for f in needed if f not in present]
+        return [SAMPLE_KEY_OF_FIELD[f] for f in self._needed_fields(task) if f not in present]
+
+    def _needed_fields(self, task: Task) -> tuple[str, ...]:
+        """The fields a task reads: a tag think reads the transcript (labels it lacks become the unknown tag),
+        a language think the sample's ``think``; history is optional (a first turn has none)."""
+        think = ("transcript",) if self.rendering.think == "tag" else ("think",)
+        fields = [g for f in task.fields if f != "history" for g in (think if f == "think" else (f,))]
+        return tuple(dict.fromkeys(fields + ([task.user_field] if task.user_field else [])))
 
     def unknown_labels(self, sample: Mapping) -> list[str]:
         """``kind=value`` for every label of the sample outside the configured label sets."""
@@ -265,6 +323,8 @@ class TaskRegistry:
     def can_serve(self, task: Task, sample: Mapping, present: set[str] | None = None) -> bool:
         """``task`` has every field it needs in ``sample`` (and audio, unless its input is text)."""
         present = self.present_fields(sample) if present is None else present
+        if "history" in present and task.output_type in SINGLE_TURN_DIALOGUE:
+            return False  # a later turn's reply depends on the earlier turns: only a <HISTORY> task lays them out
         return not self.missing_fields(task, sample, present) and (not task.needs_audio or "audio" in present)
 
     def user_text(self, task: Task, sample: Mapping) -> str | None:
@@ -281,7 +341,8 @@ class TaskRegistry:
         """The target text of ``task`` for ``sample`` (empty for a speech-only target); ``KeyError`` if a
         field it reads is missing."""
         present = self.present_fields(sample) if present is None else present
-        missing = [SAMPLE_KEY_OF_FIELD[f] for f in task.fields if f != "speech_tokens" and f not in present]
+        missing = [SAMPLE_KEY_OF_FIELD[f] for f in task.fields
+                   if f not in ("speech_tokens", "think", "history") and f not in present]
         if missing:
             raise KeyError(f"task {task.tag} needs {missing}")
         body = ""
@@ -297,6 +358,46 @@ class TaskRegistry:
             body = f"{body}{self.rendering.answer_separator}{answer}" if task.has_transcript else answer
         tags = "".join(tag(v) for f in task.label_fields for v in self.labels_of(sample, f))
         return body + tags
+
+    def think(self, task: Task, sample: Mapping) -> str | None:
+        """The think section of ``task`` for ``sample`` (``None`` when the task has none), in the configured form.
+
+        Tag form (reference 5.3, English rendering): ``user's words: {txt}, age: <ADULT>, gender: <MALE>,
+        emotion: <SAD>, sound event: <COUGH>, reply emotion: <COMFORTING>``; a label the sample lacks is the
+        unknown tag (not trained), a sample whose ``labels.events`` is ``[]`` has the no-event tag."""
+        if not task.thinks:
+            return None
+        if self.rendering.think == "language":
+            text = " ".join(str(sample.get("think") or "").split())
+            if not text:
+                raise KeyError(f"task {task.tag} needs ['think'] (rendering.think=language)")
+            return text.lower() if self.rendering.lowercase else text
+        labels = sample.get("labels") if isinstance(sample.get("labels"), Mapping) else {}
+
+        def one(kind: str) -> str:
+            values = self.labels_of(sample, kind)
+            if values:
+                return tag(values[0])
+            if kind == "events" and isinstance(labels.get("events"), list):
+                return tag(self.rendering.no_event)
+            return self.rendering.unknown_tag
+
+        reply = str(sample.get("reply_emotion") or "").strip()
+        return (f"user's words: {self.transcript(sample)}, age: {one('age')}, gender: {one('gender')}, "
+                f"emotion: {one('emotion')}, sound event: {one('events')}, "
+                f"reply emotion: {tag(reply) if reply else self.rendering.unknown_tag}")
+
+    @staticmethod
+    def parse_tag_think(think: str) -> dict[str, str | None]:
+        """The fields of a tag-form think (see ``think``): ``words``, ``age``, ``gender``, ``emotion``, ``events``
+        and ``reply_emotion``; ``None`` for a field it does not hold."""
+        out: dict[str, str | None] = {}
+        m = _THINK_WORDS_RE.search(think)
+        out["words"] = " ".join(m.group(1).split()) if m else None
+        for name, key in _THINK_TAG_FIELDS.items():
+            m = re.search(rf"{key}:\s*<\s*([^<>]*?)\s*>", think)
+            out[name] = canonical(name, m.group(1)) if m else None
+        return out
 
     # ----------------------------------------------------------------- parsing
     def parse(self, task: Task, hyp: str) -> dict:

@@ -122,3 +122,29 @@ def test_train_errors_are_reported(tmp_path, whisper_dir, capsys):
     assert main(["train", "--encoder", str(whisper_dir), "--shards", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "tok")]) == 2
     assert "no such shard or shard directory" in capsys.readouterr().err
+
+
+def test_extract_a_dialogue_reply_member_and_its_history(clips, whisper_dir, tmp_path, capsys):
+    """``--member reply_flac``: the reply's codes become the sample's speech_tokens, each history turn naming a
+    ``reply_audio`` member gets its own; the user audio is left as input; a missing member is reported."""
+    src = tmp_path / "dialogue"
+    history = [{"text": "hello", "reply_audio": "reply_flac_1"}, {"text": "again", "reply_audio": "reply_flac_2"}]
+    with ShardWriter(src, max_samples=10) as w:
+        w.write("d_0", clips[0], 16000, {"txt": "hi", "answer": "hello"}, extra_audio={"reply_flac": clips[1]})
+        w.write("d_1", clips[0], 16000, {"txt": "hi", "answer": "bye", "history": history},
+                history_audio=[clips[3], clips[4]], extra_audio={"reply_flac": clips[2], "reply_flac_1": clips[4]})
+    write_index(src, index_from_shards(sorted(src.glob("shard-*.tar"))))
+    tok_dir, out_dir = tmp_path / "tok", tmp_path / "out"
+    assert main(["train", "--encoder", str(whisper_dir), "--shards", str(src), "--out", str(tok_dir),
+                 "--codes", "8", "--max-clips", "4"]) == 0
+    assert main(["extract", "--tokenizer", str(tok_dir), "--shards", str(src), "--out", str(out_dir),
+                 "--member", "reply_flac"]) == 0
+    printed = capsys.readouterr().out
+    assert "missing_member" in printed and "d_1" in printed  # history turn 2 names a member the sample lacks
+    tokenizer = SpeechTokenizer.load(tok_dir)
+    out = {s.key: s for s in read_shard(str(out_dir / "shard-000000.tar"), SkipCounter())}
+    assert out["d_0"].meta["speech_tokens"] == tokenizer.encode(clips[1])
+    assert out["d_1"].meta["speech_tokens"] == tokenizer.encode(clips[2])
+    assert out["d_1"].meta["history"][0]["speech_tokens"] == tokenizer.encode(clips[4])
+    assert "speech_tokens" not in out["d_1"].meta["history"][1]
+    assert decode_audio(out["d_1"].audio).shape == clips[0].shape  # the user audio is copied, not encoded
