@@ -160,8 +160,8 @@ def checked_labels(labels: Any, label_sets: dict[str, list[str]] | None) -> dict
     for kind, value in labels.items():
         values = value if isinstance(value, list) else [value]
         canonical_values = [canonical(kind, str(v)) if v is not None else "" for v in values]
-        unknown = [v for v in canonical_values if label_sets is not None and v not in label_sets.get(kind, [])]
-        if unknown and label_sets is not None:
+        unknown = [v for v in canonical_values if v not in label_sets.get(kind, [])] if label_sets is not None else []
+        if unknown:
             known = "unknown label type" if kind not in label_sets else f"known: {label_sets[kind]}"
             raise BadSample("unknown_label", f"{kind}={unknown[0]!r} ({known})")
         checked[kind] = canonical_values if isinstance(value, list) else canonical_values[0]

@@ -55,7 +55,7 @@ def chat(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
 
     speech_out = args.mode == "s2s"
     session = ChatSession(assistant, speech_out=speech_out, think=not args.no_think, window=args.history,
-                          greedy=not args.sample, seed=args.seed)
+                          greedy=not args.sample, seed=args.seed, max_new_tokens=args.max_reply_tokens)
     synth = reference = None
     if speech_out:
         from osum.token2wav import Token2Wav
@@ -113,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-codes", type=int, default=500, help="tts: most codes to generate (25 a second)")
     p.add_argument("--history", type=int, default=5, help="s2t/s2s: earlier turns kept (0: none)")
     p.add_argument("--no-think", action="store_true", help="s2t/s2s: first turns without the think section")
+    p.add_argument("--max-reply-tokens", type=int, default=None,
+                   help="s2t/s2s: most tokens a reply may have, think and speech included (default: the output type's)")
     p.add_argument("--sample", action="store_true", help="s2t/s2s: the output types' sampling instead of greedy")
     p.add_argument("--interactive", action="store_true", help="s2t/s2s: read wav paths from stdin")
     p.add_argument("--out-dir", help="s2t/s2s: writes turn_<i>.json (and turn_<i>.wav for s2s)")
