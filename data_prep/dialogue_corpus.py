@@ -22,7 +22,8 @@ Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.
   complaint, middle turns are ordinary commands and questions, the last asks for what turn 1 said. Stored
   as the original's members (``KEY.flac_i`` user audio of turn i) and ``history`` ``[{audio, text,
   user_text, reply_audio}]``; train and valid keep every prefix of a dialogue (one sample per turn), test
-  only the final turn.
+  only the final turn. The first multi-turn test dialogues are also files for a command-line session
+  (``OUT/sessions/<id>/turn_<i>.flac`` and ``session.json``).
 - **Expectations** for scoring (``expect``): the reply's parts (address, emotion, event, content), the
   language think's cue phrases (person, mood, event) and, on a memory query, the remembered value as the
   reply says it (``memory``; ``memory_said``: as turn 1 said it), so ``osum.evaluate echat`` scores from the data, without these rules.
@@ -33,6 +34,7 @@ Everything random derives from ``--seed``; the shards do not depend on the numbe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from collections import Counter
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
 from data_prep import dialogue_rules as rules
@@ -57,6 +60,7 @@ ASSISTANT_VOICE = "flite-slt"
 REPLY_MEMBER = "reply_flac"
 DEFAULT_COUNTS = {"train": (1600, 320), "valid": (60, 16), "test": (240, 80)}  # (single-turn, multi-turn)
 TURNS = (2, 5)
+SESSIONS = 3  # multi-turn test dialogues also written as files for `osum.infer --mode s2t|s2s` (OUT/sessions)
 
 
 def plan_dialogues(split: str, n_single: int, n_multi: int, seed: int,
@@ -150,9 +154,22 @@ def sample_meta(dialogue: dict[str, Any], rendered: list[dict[str, Any]], k: int
     return meta
 
 
+def write_session(out: Path, dialogue: dict[str, Any], rendered: list[dict[str, Any]]) -> None:
+    """A multi-turn test dialogue as files for a session from the command line: ``turn_<i>.flac`` (the user's
+    audio of turn i) and ``session.json`` (what each turn says and the reply it expects)."""
+    out.mkdir(parents=True, exist_ok=True)
+    turns = []
+    for i, (turn, rendered_turn) in enumerate(zip(dialogue["turns"], rendered), 1):
+        sf.write(out / f"turn_{i}.flac", rendered_turn["audio"], SAMPLE_RATE)
+        turns.append({"audio": f"turn_{i}.flac", "words": turn["words"], "cues": vars(rendered_turn["cues"]),
+                      "expected_reply": rendered_turn["reply"]})
+    (out / "session.json").write_text(json.dumps({"id": dialogue["id"], "turns": turns}, indent=1) + "\n")
+
+
 def write_dialogue_split(split_dir: Path, dialogues: list[dict[str, Any]], workers: int, all_prefixes: bool,
-                         chunk_size: int = 8) -> dict[str, Any]:
-    """Render ``dialogues`` into fresh shards of ``split_dir``; returns the split's index."""
+                         chunk_size: int = 8, sessions: int = 0) -> dict[str, Any]:
+    """Render ``dialogues`` into fresh shards of ``split_dir``; returns the split's index. The first ``sessions``
+    multi-turn dialogues are also written as session files (``write_session``) under ``split_dir/../sessions``."""
     split_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*split_dir.glob("shard-*.tar"), *split_dir.glob("shard-*.tar.tmp")]:
         stale.unlink()
@@ -163,6 +180,9 @@ def write_dialogue_split(split_dir: Path, dialogues: list[dict[str, Any]], worke
         with tqdm(total=len(dialogues), desc=split_dir.name, unit="dialogue") as progress:
             for chunk, rendered_chunk in zip(chunks, results):
                 for dialogue, rendered in zip(chunk, rendered_chunk):
+                    if dialogue["multi"] and sessions > 0:
+                        write_session(split_dir.parent / "sessions" / dialogue["id"], dialogue, rendered)
+                        sessions -= 1
                     for k in range(len(rendered)) if all_prefixes else [len(rendered) - 1]:
                         extra = {REPLY_MEMBER: rendered[k]["reply_audio"]}
                         extra.update({f"{REPLY_MEMBER}_{j + 1}": rendered[j]["reply_audio"] for j in range(k)})
@@ -195,7 +215,8 @@ def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, in
         fx._freedesktop_sound(name)  # loaded here, so forked workers need no resampling
     summary = {}
     for split in SPLITS:
-        index = write_dialogue_split(out / split, plans[split], workers, all_prefixes=split != "test")
+        index = write_dialogue_split(out / split, plans[split], workers, all_prefixes=split != "test",
+                                     sessions=SESSIONS if split == "test" else 0)
         turns = [t for d in plans[split] for t in d["turns"]]
         summary[split] = {"samples": index["total"]["samples"], "hours": index["total"]["hours"],
                           "dialogues": len(plans[split]), "multi_turn": sum(d["multi"] for d in plans[split]),

@@ -61,15 +61,8 @@ def test_dialogue_chain_from_corpus_to_a_spoken_session(mini_data, tmp_path):
     replies = [json.loads(line) for line in (out / "echat_replies.jsonl").read_text().splitlines()]
     assert len(replies) == 5 + 2 + 2  # S2T on every case, the multi-turn ones again without history, S2S on 2
 
-    first, second = sorted((data / "test").glob("*.tar"))[0], tmp_path / "turns"
-    from osum.data.reader import read_shard
-    from osum.data.skips import SkipCounter
-
-    clips = []
-    for i, raw in enumerate(read_shard(str(first), SkipCounter())):
-        path = tmp_path / f"user_{i}.flac"
-        path.write_bytes(raw.audio)
-        clips.append(str(path))
+    session = sorted((data / "sessions").glob("*/session.json"))[0].parent  # a multi-turn test dialogue as files
+    clips, second = [str(session / "turn_1.flac"), str(session / "turn_2.flac")], tmp_path / "turns"
     proc = run("osum.infer", "--mode", "s2s", "--ckpt", str(ckpt), "--flow", str(flow), "--audio", clips[0],
                "--audio", clips[1], "--out-dir", str(second), "--max-reply-tokens", "40")
     turn1, turn2 = (json.loads((second / f"turn_{i}.json").read_text()) for i in (1, 2))

@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "stages": ("osum.stages", "osum.callbacks", "osum.loggers", "osum.strategies"),
     # speech side: codes from audio (the speech tokenizer) and audio from codes (token2wav, its own stages)
     "speech": ("osum.speech_tokens", "osum.token2wav"),
-    "entry": ("osum.inference", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert",
+    "entry": ("osum.inference", "osum.chat", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert",
               "osum.diagnose", "osum.evaluate"),
 }
 MAY_IMPORT: dict[str, set[str]] = {

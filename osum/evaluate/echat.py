@@ -12,7 +12,8 @@ form by the same phrase reading, its phrases mapped to labels through the test s
 
 Turns are laid out by ``osum.chat`` exactly as a session lays them out: first turns are think tasks, later
 turns ``<HISTORY>`` tasks over the sample's earlier turns (user audio, reference replies and their codes);
-"no history" runs the same later turns with the history dropped, which should fall to chance on memory.
+"no history" asks the same later turns as first turns (what a session with ``--history 0`` does), which
+should fall to chance on memory.
 S2S replies are spoken by token2wav and transcribed by an independent ASR (the packaged Whisper base).
 """
 

@@ -3,6 +3,7 @@ members, held-out voices for the test split; built for real on a few dialogues."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,13 @@ def test_test_split_has_held_out_voices_and_final_turns_only(corpus):
     assert all(s.meta["dialogue"]["turn"] == s.meta["dialogue"]["turns"] for s in samples)
     train_voices = {s.meta["speaker"] for s in _samples(corpus / "train")}
     assert not train_voices & set(HELDOUT_VOICES)
+    sessions = sorted((corpus / "sessions").glob("*/session.json"))  # multi-turn test dialogues as files
+    assert len(sessions) == 2
+    session = json.loads(sessions[0].read_text())
+    final = next(s for s in samples if s.meta["dialogue"]["id"] == session["id"])
+    assert [t["expected_reply"] for t in session["turns"]] == [h["text"] for h in final.meta["history"]] + [
+        final.meta["answer"]]
+    assert all((sessions[0].parent / t["audio"]).stat().st_size > 1000 for t in session["turns"])
 
 
 def test_both_think_forms_come_from_one_sample(corpus):
