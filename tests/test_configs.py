@@ -72,7 +72,7 @@ def fixture_roots(mini_data, tokenizer_dir, tmp_path):
         resolved = OmegaConf.to_container(cfg, resolve=True)
         for s in strings(resolved):
             if s.startswith(f"{data_root}/") and Path(s).name.endswith("_codes") and not Path(s).exists():
-                write_code_split(Path(s), 8)  # speech codes of a corpus (osum.speech_tokens extract)
+                write_code_split(Path(s), 8, replies="dialogue" in Path(s).parent.name)  # speech codes of a corpus
             elif s.startswith(f"{data_root}/"):  # a corpus folder: the tiny mini corpus stands in
                 top = data_root / Path(s).relative_to(data_root).parts[0]
                 if not top.exists():
