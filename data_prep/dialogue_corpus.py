@@ -215,7 +215,10 @@ def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, in
         fx._freedesktop_sound(name)  # loaded here, so forked workers need no resampling
     summary = {}
     for split in SPLITS:
-        index = write_dialogue_split(out / split, plans[split], workers, all_prefixes=split != "test",
+        # written in a seeded random order: every shard mixes single- and multi-turn dialogues (written in plan
+        # order, the multi-turn ones filled the last shards and a reader's first batches were all history turns)
+        order = np.random.default_rng([seed, 11, SPLITS.index(split)]).permutation(len(plans[split]))
+        index = write_dialogue_split(out / split, [plans[split][i] for i in order], workers, all_prefixes=split != "test",
                                      sessions=SESSIONS if split == "test" else 0)
         turns = [t for d in plans[split] for t in d["turns"]]
         summary[split] = {"samples": index["total"]["samples"], "hours": index["total"]["hours"],

@@ -72,6 +72,11 @@ def test_train_keeps_every_turn_of_a_dialogue_with_its_history(corpus):
         assert q.meta["expect"]["memory_said"] in said.meta["txt"] and said.meta["speaker"] == q.meta["speaker"]
 
 
+def test_single_and_multi_turn_dialogues_are_written_mixed(corpus):
+    ids = list(dict.fromkeys(s.meta["dialogue"]["id"] for s in _samples(corpus / "train")))
+    assert len(ids) == 5 and ids != sorted(ids)  # not plan order (singles first): shards mix both kinds
+
+
 def test_test_split_has_held_out_voices_and_final_turns_only(corpus):
     samples = _samples(corpus / "test")
     assert len(samples) == 4
