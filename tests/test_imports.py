@@ -27,7 +27,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # speech side: codes from audio (the speech tokenizer) and audio from codes (token2wav, its own stages)
     "speech": ("osum.speech_tokens", "osum.token2wav"),
     "entry": ("osum.inference", "osum.chat", "osum.train", "osum.decode", "osum.infer", "osum.export", "osum.convert",
-              "osum.diagnose", "osum.evaluate"),
+              "osum.diagnose", "osum.evaluate", "osum.web"),
 }
 MAY_IMPORT: dict[str, set[str]] = {
     "core": {"core"},
