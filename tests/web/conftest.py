@@ -8,24 +8,14 @@ web_models.py) for the browser test, which needs a model whose answers have tags
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from tiny_models import tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "encoder": {"path": None, "config": {"n_mels": 80, "d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64}},
-    "adapter": {"d_model": 32, "n_layers": 1, "n_heads": 4, "ffn_dim": 64, "dropout": 0.0, "strides": [1, 2, 2]},
-    "llm": {"path": None, "dtype": "float32", "attn_implementation": "sdpa",
-            "config": {"model_type": "qwen2", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "intermediate_size": 64, "tie_word_embeddings": True},
-            "lora": {"enabled": False}},
-    "speech_token_num": 65,
-    "freeze": [],
-}
 CODES = 64
 
 
@@ -45,8 +35,8 @@ def write_random_checkpoint(tokenizer_dir: str, path: Path, speech_head: bool, l
     from osum.models.artifacts import save_checkpoint
     from osum.models.backbone import build_backbone
 
-    model = copy.deepcopy(TINY)
-    model["llm"]["tokenizer"] = tokenizer_dir
+    model = tiny_model(tokenizer_dir, speech_token_num=CODES + 1, freeze=[])
+    model["llm"]["config"].update(num_hidden_layers=1, tie_word_embeddings=True)
     torch.manual_seed(0)
     backbone, _ = build_backbone(model)
     if speech_head:
