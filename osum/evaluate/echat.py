@@ -35,6 +35,7 @@ from osum.chat import PastTurn, layout_turns, output_type
 from osum.data.audio import decode_audio
 from osum.data.reader import read_shard
 from osum.data.skips import SkipCounter
+from osum.evaluate.asr import MAX_SECONDS as ASR_SECONDS
 from osum.evaluate.normalize import normalize_for_wer
 from osum.inference import SpeechAssistant
 from osum.metrics.wer import ErrorRate
@@ -270,13 +271,19 @@ def spoken_reply_wer(generated: Sequence[Generated], flow: str, asr: str, vocode
 
     spoken = [g for g in generated if g.codes]
     if not spoken:
-        return {"n": 0, "no_codes": len(generated)}
+        return {"n": 0, "no_codes": len(generated), "too_long": []}
     synth = Token2Wav.load(flow, vocoder, device=device)
     ref = decode_audio(Path(reference).read_bytes()) if reference else None
     wavs = []
     for i in range(0, len(spoken), 8):
         wavs += synth.synthesize_batch([g.codes for g in spoken[i : i + 8]], ref)
-    hyps = AsrJudge(asr, device=device).transcribe(wavs)
+    fits = [k for k, wav in enumerate(wavs) if len(wav) <= ASR_SECONDS * 16000]
+    too_long = [spoken[k].case.key for k in range(len(spoken)) if k not in set(fits)]
+    if too_long:  # codes that never reached their stop marker: counted and named, not judged
+        log.warning("S2S: %d spoken repl%s over the ASR's %.0f s window, not judged: %s", len(too_long),
+                    "y" if len(too_long) == 1 else "ies", ASR_SECONDS, ", ".join(too_long))
+    spoken, wavs = [spoken[k] for k in fits], [wavs[k] for k in fits]
+    hyps = AsrJudge(asr, device=device).transcribe(wavs) if wavs else []
     rate = ErrorRate()
     rows = []
     for g, hyp in zip(spoken, hyps):
@@ -289,8 +296,8 @@ def spoken_reply_wer(generated: Sequence[Generated], flow: str, asr: str, vocode
             path = wav_dir / f"{g.case.key}.wav"
             sf.write(path, wav, 16000)
             files.append(str(path))
-    return {"n": len(spoken), "no_codes": len(generated) - len(spoken), "wer": round(100.0 * rate.rate, 2),
-            "rows": rows, "wavs": files}
+    return {"n": len(spoken), "no_codes": len(generated) - len(spoken) - len(too_long), "too_long": too_long,
+            "wer": round(100.0 * rate.rate, 2) if spoken else None, "rows": rows, "wavs": files}
 
 
 # ---------------------------------------------------------------------------------------------- one model
