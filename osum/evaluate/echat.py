@@ -277,12 +277,13 @@ def spoken_reply_wer(generated: Sequence[Generated], flow: str, asr: str, vocode
     wavs = []
     for i in range(0, len(spoken), 8):
         wavs += synth.synthesize_batch([g.codes for g in spoken[i : i + 8]], ref)
-    fits = [k for k, wav in enumerate(wavs) if len(wav) <= ASR_SECONDS * 16000]
-    too_long = [spoken[k].case.key for k in range(len(spoken)) if k not in set(fits)]
+    no_codes = len(generated) - len(spoken)
+    fits = [len(wav) <= ASR_SECONDS * 16000 for wav in wavs]
+    too_long = [g.case.key for g, fit in zip(spoken, fits) if not fit]
     if too_long:  # codes that never reached their stop marker: counted and named, not judged
         log.warning("S2S: %d spoken repl%s over the ASR's %.0f s window, not judged: %s", len(too_long),
                     "y" if len(too_long) == 1 else "ies", ASR_SECONDS, ", ".join(too_long))
-    spoken, wavs = [spoken[k] for k in fits], [wavs[k] for k in fits]
+    spoken, wavs = [g for g, fit in zip(spoken, fits) if fit], [w for w, fit in zip(wavs, fits) if fit]
     hyps = AsrJudge(asr, device=device).transcribe(wavs) if wavs else []
     rate = ErrorRate()
     rows = []
@@ -296,7 +297,7 @@ def spoken_reply_wer(generated: Sequence[Generated], flow: str, asr: str, vocode
             path = wav_dir / f"{g.case.key}.wav"
             sf.write(path, wav, 16000)
             files.append(str(path))
-    return {"n": len(spoken), "no_codes": len(generated) - len(spoken) - len(too_long), "too_long": too_long,
+    return {"n": len(spoken), "no_codes": no_codes, "too_long": too_long,
             "wer": round(100.0 * rate.rate, 2) if spoken else None, "rows": rows, "wavs": files}
 
 
