@@ -28,6 +28,8 @@ Layouts:
              <|im_start|>user\\n{user content}<|im_end|>\\n<|im_start|>assistant\\n{target}
     user content: [text] [S_BOS speech S_EOS] [S c1..cn S] in the order given
     reply/target: [<think>{think}<think end>][text][EOS_T][S c1..cn S]   (the parts the output type names)
+    A think type's ``<think>`` opener is context, not target: the output type (the caller) decides whether the
+    model thinks, so its prompt ends with the opener and generation starts inside the think section.
 Every sample is contiguous; a batch is padded at the right only.
 """
 
@@ -366,10 +368,10 @@ class SequenceBuilder:
     def _reply(self, out: OutputType, turn: Turn) -> _Piece:
         """The reply parts ``out`` names, as trained tokens (masked later for history)."""
         text = turn.text or ""
-        if "think" in out.target:
+        if "think" in out.target:  # its opener is context (``_opener``)
             if turn.think is None:
                 raise ValueError(f"output type {out.name!r} needs a think section")
-            text = f"{self.cfg.think_start}{turn.think}{self.cfg.think_end}{text}"
+            text = f"{turn.think}{self.cfg.think_end}{text}"
         text_part = self._text(text) if "text" in out.target else []
         if "eos" in out.target:
             text_part.append((self.eos_id, "text"))
@@ -390,6 +392,10 @@ class SequenceBuilder:
             piece += text_part[t : t + n_text] + speech_part[s : s + n_sp]
             t, s = t + n_text, s + n_sp
         return piece + speech_part[s:]
+
+    def _opener(self, out: OutputType) -> _Piece:
+        """What every reply of ``out`` starts with as context: the think opener of a think type, else nothing."""
+        return [(i, None) for i in self._encode_cached(self.cfg.think_start)] if "think" in out.target else []
 
     def _layout(self, output_type: str, turns: list[Turn], with_target: bool) -> tuple[_Piece, list[int]]:
         out = self.output_type(output_type)
@@ -414,6 +420,7 @@ class SequenceBuilder:
             n_speech += n
             if c.layout == "chatml":
                 piece += [(i, None) for i in self._encode_cached(f"{c.im_end}\n{c.im_start}assistant\n")]
+            piece += self._opener(out)
             if last and not with_target:
                 break
             reply = self._reply(out, turn)

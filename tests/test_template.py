@@ -70,9 +70,10 @@ def enc(tok, text):
 
 def reference_layout(tok, out, system, user_ids, reply_text_ids, codes, eos):
     """The reference layout (osum-original.md 1.7 and 5.2) of one ChatML turn, written out independently:
-    full token list and, per token, the head that must predict it (None: context)."""
+    full token list and, per token, the head that must predict it (None: context). A think type's reply opens
+    with ``<think>`` as context: the prompt ends inside the think section."""
     head = enc(tok, f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n")
-    tail = enc(tok, "<|im_end|>\n<|im_start|>assistant\n")
+    tail = enc(tok, "<|im_end|>\n<|im_start|>assistant\n" + ("<think>" if "think" in OUTPUT_TYPES[out].target else ""))
     text = [(i, "text") for i in reply_text_ids] + ([(eos, "text")] if "eos" in OUTPUT_TYPES[out].target else [])
     speech = [(speech_table_id(c), "speech") for c in ([4096, *codes, 4096] if codes is not None else [])]
     if OUTPUT_TYPES[out].interleave:
@@ -118,7 +119,7 @@ def test_every_output_type_token_by_token(tokenizer, out):
     think = "the user is happy" if "think" in o.target else None
     user = [Text("turn on the light")] if o.user == ("text",) else [Speech(5)]
     user_ids = enc(tokenizer, "turn on the light") if o.user == ("text",) else [BOS] + [SPEECH] * 5 + [EOS_IN]
-    reply_text = (f"<think>{think}<think end>" if think else "") + (reply or "")
+    reply_text = (f"{think}<think end>" if think else "") + (reply or "")
     seq = builder.build(out, [Turn(user, think=think, text=reply, speech=codes)])
     want = reference_layout(tokenizer, out, system, user_ids, enc(tokenizer, reply_text) if reply_text else [], codes,
                             builder.eos_id)
@@ -161,6 +162,7 @@ def test_unknown_tag_is_hidden_from_input_and_loss(tokenizer):
     seq = builder.build("s2t_chat_think", [Turn([Speech(2)], think="Age: <&&>, Gender: <MALE>", text="hi")])
     think = enc(tokenizer, "<think>Age: ")
     start = seq.input_ids.index(EOS_IN) + len(enc(tokenizer, "<|im_end|>\n<|im_start|>assistant\n")) + 1
+    assert seq.text_targets[start - 1] == IGNORE  # the opener is context: the output type decides to think
     ids = seq.input_ids[start:]
     lt, gt = enc(tokenizer, "<"), enc(tokenizer, ">")
     assert ids[: len(think) + 2] == think + lt + gt  # "&&" is not in the input: nothing can attend to it
@@ -189,9 +191,10 @@ def test_prompt_is_training_prefix_and_user_parts_are_checked(tokenizer):
 
 def test_parse_splits_think_and_keeps_speech(tokenizer):
     builder = SequenceBuilder(tokenizer)
-    ids = enc(tokenizer, "<think>calm adult<think end>five six")
+    ids = enc(tokenizer, "calm adult<think end>five six")  # generation starts after the prompt's <think>
     reply = builder.parse("speech2text_token_think", ids, [3, 4])
     assert (reply.think, reply.text, reply.speech) == ("calm adult", "five six", [3, 4])
+    assert builder.parse("s2t_chat_think", enc(tokenizer, "calm adult five six")).think is None  # never closed
     assert builder.parse("s2t_chat", enc(tokenizer, "five")).think is None
 
 
