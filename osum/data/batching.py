@@ -7,9 +7,11 @@ with transcripts).
 Cost of a batch = max over its samples of the LLM length times the batch size (what padding makes the
 LLM compute), and for the encoder the longest clip times the number of clips (an example carries one clip
 per turn with audio: the current one and history turns; a text-only example has none and costs no
-frames). Examples wait in a sort buffer per batch group; when the
-buffer is full it is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
-group sorted by LLM length) and cut into batches. The frame buckets have fixed bounds, read from the
+frames). Examples wait in one sort buffer, apart by batch group; when it holds ``buffer_size`` examples,
+each group's share is bucketed in two dimensions (split into ``frame_groups`` groups by mel frames, each
+group sorted by LLM length) and cut into batches, and the batches of every group are shuffled together:
+the batch stream mixes the groups in their proportions (a buffer per group, cut when that group alone was
+full, handed out one group's batches in runs of a hundred steps). The frame buckets have fixed bounds, read from the
 shard index at start (equal-count duration quantiles of the training set), or, without an index, split
 each buffer into groups of equal count. Batches then hold samples of similar length in both, and
 padding stays small. LLM length and audio length are only loosely related (prompts and targets vary
@@ -40,7 +42,7 @@ class BatchLimits:
     max_tokens: int = 4096  # LLM positions incl. padding
     max_frames: int = 60000  # mel frames incl. padding
     max_samples: int = 64
-    buffer_size: int = 256  # examples sorted together per output type
+    buffer_size: int = 256  # examples waiting before they are cut (all batch groups together)
     frame_groups: int = 2  # buckets by mel frames inside a buffer, each then sorted by LLM length
     buckets: str = "index"  # frame bucket bounds: "index" (from index.json, when every shard has one) or "buffer"
     frame_bounds: tuple[int, ...] = ()  # inner bounds in mel frames, set at start from the index
@@ -105,14 +107,16 @@ class Batcher:
         self.pending: list[list[Example]] = []  # cut and shuffled, in the order they were cut
 
     def add(self, ex: Example) -> None:
-        buf = self.buffers.setdefault(ex.group, [])
-        buf.append(ex)
-        if len(buf) >= self.limits.buffer_size:
-            self._cut(ex.group)
+        self.buffers.setdefault(ex.group, []).append(ex)
+        if sum(map(len, self.buffers.values())) >= self.limits.buffer_size:
+            self.flush()
 
     def flush(self) -> None:
-        for group in sorted(self.buffers):
-            self._cut(group)
+        """Cut every group's waiting examples; their batches join the pending ones in a shuffled order."""
+        batches = [b for group in sorted(self.buffers) for b in cut_batches(self.buffers[group], self.limits)]
+        self.buffers = {}
+        self.rng.shuffle(batches)
+        self.pending += batches
 
     def take(self, group: str | None = None) -> list[Example] | None:
         """The oldest pending batch (of batch group ``group`` if given), or ``None``."""
@@ -120,11 +124,6 @@ class Batcher:
             if group is None or batch[0].group == group:
                 return self.pending.pop(i)
         return None
-
-    def _cut(self, group: str) -> None:
-        batches = cut_batches(self.buffers.pop(group, []), self.limits)
-        self.rng.shuffle(batches)
-        self.pending += batches
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:

@@ -1,4 +1,5 @@
-"""Length buckets: bounds from the shard index, grouping by those bounds, the buffer fallback."""
+"""Length buckets: bounds from the shard index, grouping by those bounds, the buffer fallback; batch groups
+mixed in the batch stream."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from osum.data.batching import BatchLimits, batch_fits, cut_batches, frame_buckets
+import itertools
+import random
+
+from osum.data.batching import Batcher, BatchLimits, batch_fits, cut_batches, frame_buckets
 from osum.data.clips import Clip
 from osum.data.index import build_index, duration_bounds, entries_for, new_shard_stats, write_index
 from osum.data.processing import Example
@@ -78,3 +82,25 @@ def test_frame_cost_counts_every_clip():
     text_only = example("t2t", [], 40)
     assert text_only.frames == 0 and text_only.longest_clip == 0
     assert batch_fits([example("a", 300, 40)] * 3, text_only, limits)  # costs no frames
+
+
+def test_batch_groups_are_mixed_in_the_batch_stream():
+    """Examples of three batch groups arrive mixed (as a task mixture brings them); the batches must come out
+    mixed too, not one group's batches in a run (each group cut when its own buffer was full gave runs as long
+    as a buffer: in a dialogue run, ~100 steps of one output type, then ~100 of the next)."""
+    groups = ["s2t_chat_think", "s2t_chat_history", "speech2text_token_history"]
+    rng = random.Random(0)
+    batcher = Batcher(BatchLimits(max_samples=2, buffer_size=60, frame_groups=1), random.Random(1))
+    out = []
+    for i in range(600):
+        ex = example(f"k{i}", 100, 10 + i % 7)
+        ex.group = rng.choice(groups)
+        batcher.add(ex)
+        while (batch := batcher.take()) is not None:
+            assert len({e.group for e in batch}) == 1  # a batch stays homogeneous
+            out.append(batch[0].group)
+    assert len(out) >= 250
+    longest_run = max(len(list(run)) for _, run in itertools.groupby(out))
+    assert longest_run <= 10, out[:60]  # a shuffled mix; a run of a whole buffer was 30
+    for start in range(0, len(out) - 30, 30):  # every buffer's worth of batches holds every group
+        assert set(out[start : start + 30]) == set(groups)
