@@ -8,7 +8,8 @@ from ``seed`` (and the step the run starts at, so a resumed run does not replay 
 position is not restored exactly), samples shuffled in a small buffer; the valid stream is one ordered pass.
 
 * ``mode: flow``: ``codes`` (B, N) padded with 0, ``code_lengths``, ``mel`` (B, n_mels, 4 N) and
-  ``mel_lengths`` = 4 x ``code_lengths`` (the frame rule of ``osum.token2wav.mel``: the audio is padded or
+  ``mel_lengths`` = 4 x ``code_lengths``; ``audio_member`` reads the audio from another member of the sample
+  (``reply_flac``: a dialogue sample's reply speech, whose codes ``extract --member reply_flac`` wrote) (the frame rule of ``osum.token2wav.mel``: the audio is padded or
   cut to ``640 N`` samples first). A sample whose code count differs by more than one from what the
   tokenizer gives for its audio (``codes_for_samples``) is skipped, as are samples without audio or codes.
   Longer than ``max_seconds``: cropped at a code boundary (a random one in training) and counted.
@@ -66,7 +67,8 @@ class MelCodesStream(IterableDataset):
     """Batches of one mode from shards; see the module docstring."""
 
     def __init__(self, shards: list[str], mode: str, mel: MelConfig, batch_size: int, max_seconds: float,
-                 segment_seconds: float, seed: int = 0, train: bool = True, buffer_size: int = 64):
+                 segment_seconds: float, seed: int = 0, train: bool = True, buffer_size: int = 64,
+                 audio_member: str | None = None):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"token2wav data: mode must be one of {MODES}, got {mode!r}")
@@ -77,6 +79,7 @@ class MelCodesStream(IterableDataset):
                              f"({1 / CODE_RATE} s), got {max_seconds}, {segment_seconds}")
         self.shards, self.mode, self.mel = list(shards), mode, mel
         self.batch_size, self.seed, self.train, self.buffer_size = batch_size, seed, train, max(buffer_size, 1)
+        self.audio_member = audio_member
         self.max_codes = int(max_seconds * CODE_RATE)
         self.segment_codes = int(round(segment_seconds * CODE_RATE))
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
@@ -85,10 +88,11 @@ class MelCodesStream(IterableDataset):
     def example(self, sample: RawSample, rng: random.Random, skips: SkipCounter) -> dict[str, Any] | None:
         """The tensors of one sample, or None (counted in ``skips``) when it cannot be used."""
         try:
-            if sample.audio is None:
-                raise BadSample("no_audio")
+            audio = sample.members.get(self.audio_member) if self.audio_member else sample.audio
+            if audio is None:
+                raise BadSample("no_audio", f"no member {self.audio_member!r}" if self.audio_member else "")
             codes = sample_codes(sample.meta) if self.mode == "flow" else None
-            wav = decode_audio(sample.audio)
+            wav = decode_audio(audio)
             if codes is not None:
                 check_code_count(len(codes), len(wav))
         except BadSample as e:
@@ -199,19 +203,19 @@ class MelCodesDataModule(L.LightningDataModule):
 
     def __init__(self, train: Any, valid: Any, batch_size: int = 16, max_seconds: float = 10.0,
                  num_workers: int = 2, seed: int = 0, mode: str = "flow", segment_seconds: float = 1.0,
-                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64):
+                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64, audio_member: str | None = None):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
         self.mode, self.batch_size, self.max_seconds, self.segment_seconds = mode, batch_size, max_seconds, segment_seconds
-        self.num_workers, self.seed, self.buffer_size = num_workers, seed, buffer_size
+        self.num_workers, self.seed, self.buffer_size, self.audio_member = num_workers, seed, buffer_size, audio_member
         self.mel = MelConfig.from_dict(dict(mel or {}))
         self.train_sets = resolve_shards(train) if train else []  # shard paths
         self.valid_shards = resolve_shards(valid) if valid else []
 
     def stream(self, shards: list[str], train: bool, seed: int | None = None) -> MelCodesStream:
         return MelCodesStream(shards, self.mode, self.mel, self.batch_size, self.max_seconds, self.segment_seconds,
-                              self.seed if seed is None else seed, train, self.buffer_size)
+                              self.seed if seed is None else seed, train, self.buffer_size, self.audio_member)
 
     def _loader(self, stream: MelCodesStream, train: bool) -> DataLoader:
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,

@@ -94,3 +94,28 @@ def test_bad_settings_and_unusable_sets_are_refused(tts_root):
     only_bad.shards = [only_bad.shards[-1]]  # the last shard holds only the mismatched and the text-only samples
     with pytest.raises(RuntimeError, match="no usable flow sample"):
         list(only_bad)
+
+
+def test_audio_member_reads_the_reply_speech_its_codes_belong_to(tmp_path):
+    """A dialogue sample's ``speech_tokens`` are its reply's codes (member ``reply_flac``): with
+    ``audio_member`` the flow pairs them with that audio; the user's clip would not match their count."""
+    import numpy as np
+
+    from osum.data.shards import ShardWriter
+
+    def tone(seconds):
+        return (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32)
+
+    with ShardWriter(tmp_path / "dlg", max_samples=10) as w:
+        for i in range(3):
+            w.write(f"dlg{i}", tone(0.6), 16000, {"txt": "hi", "speech_tokens": list(range(40))},
+                    extra_audio={"reply_flac": tone(1.6)})  # 1.6 s at 25 Hz: 40 codes
+        w.write("no_reply", tone(0.6), 16000, {"txt": "hi", "speech_tokens": list(range(40))})
+    dm = MelCodesDataModule(train=str(tmp_path / "dlg"), valid=None, batch_size=8, num_workers=0,
+                            audio_member="reply_flac")
+    [batch] = list(dm.stream(dm.train_sets, train=False))
+    assert batch["keys"] == ["dlg0", "dlg1", "dlg2"] and batch["mel"].shape == (3, 80, 160)
+    assert batch["skips"] == {"no_audio": 1}
+    plain = MelCodesDataModule(train=str(tmp_path / "dlg"), valid=None, batch_size=8, num_workers=0)
+    with pytest.raises(RuntimeError, match="speech_tokens_mismatch=4"):  # 15 codes' worth of user audio
+        list(plain.stream(plain.train_sets, train=False))
