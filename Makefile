@@ -80,13 +80,15 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 
 # The dialogue chain on the mini dialogue corpus (recipes/mini/README.md, "Dialogue"): the corpus and its reply codes
 # (the mini speech tokenizer), the understanding checkpoint (`make demo`) and the flow model (`make demo-tts`) when
-# missing, the mini dialogue recipe (tag think), the harness table (S2T on every held-out sample, S2S on 40 with
-# their spoken replies judged by Whisper base) and a 2-turn S2S session from the command line.
+# missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the mini dialogue recipe (tag think), the
+# harness table (S2T on every held-out sample, S2S on 40 with their spoken replies judged by Whisper base) and a
+# 2-turn S2S session from the command line.
 # DIALOGUE_ABLATION=1 also trains the language-think and no-think models (same data and steps) for one table.
 DIALOGUE_DATA := data/mini_dialogue
 DIALOGUE_ABLATION ?= 0
 DIALOGUE_EXP := exp/mini_dialogue
-ECHAT_ARGS := --shards $(DIALOGUE_DATA)/test_codes --s2s 40 --flow exp/mini_flow/checkpoints/last.ckpt \
+DIALOGUE_FLOW := exp/mini_flow_dialogue/checkpoints/last.ckpt
+ECHAT_ARGS := --shards $(DIALOGUE_DATA)/test_codes --s2s 40 --flow $(DIALOGUE_FLOW) \
   --asr $(ASSETS)/whisper-base --reference $(TTS_DATA)/references/flite-slt.wav
 dialogue-corpus: tts-corpus
 	$(PY) -m data_prep.dialogue_corpus --out $(DIALOGUE_DATA) --workers 2
@@ -97,6 +99,7 @@ dialogue-corpus: tts-corpus
 demo-chat: dialogue-corpus $(ASSETS)/whisper-base/config.json
 	test -f exp/mini/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini
 	test -f exp/mini_flow/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_flow
+	test -f $(DIALOGUE_FLOW) || $(PY) -m osum.train +recipe=mini_flow_dialogue
 	$(PY) -m osum.train +recipe=mini_dialogue
 	if [ "$(DIALOGUE_ABLATION)" = 1 ]; then for form in language none; do \
 	  $(PY) -m osum.train +recipe=mini_dialogue rendering.think=$$form recipe_name=mini_dialogue_$$form || exit 1; done; \
@@ -105,7 +108,7 @@ demo-chat: dialogue-corpus $(ASSETS)/whisper-base/config.json
 	    $(ECHAT_ARGS) --out $(DIALOGUE_EXP)/echat_ablation; \
 	else $(PY) -m osum.evaluate echat --ckpt tag=$(DIALOGUE_EXP)/checkpoints/last.ckpt $(ECHAT_ARGS) --out $(DIALOGUE_EXP)/echat; fi
 	session=$$(ls -d $(DIALOGUE_DATA)/sessions/*/ | head -1); $(PY) -m osum.infer --mode s2s \
-	  --ckpt $(DIALOGUE_EXP)/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt \
+	  --ckpt $(DIALOGUE_EXP)/checkpoints/last.ckpt --flow $(DIALOGUE_FLOW) \
 	  --reference $(TTS_DATA)/references/flite-slt.wav --audio $${session}turn_1.flac --audio $${session}turn_2.flac \
 	  --out-dir $(DIALOGUE_EXP)/session
 
