@@ -3,13 +3,12 @@ mixed in the batch stream."""
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import pytest
 import torch
-
-import itertools
-import random
 
 from osum.data.batching import Batcher, BatchLimits, batch_fits, cut_batches, frame_buckets
 from osum.data.clips import Clip
