@@ -461,5 +461,6 @@ class SequenceBuilder:
         if "think" in self.output_type(output_type).target:
             head, sep, rest = text.partition(self.cfg.think_end)
             if sep:
+                # the opener is the prompt's; a model trained when it was a target may still write it
                 think, text = head.replace(self.cfg.think_start, "", 1).strip(), rest
         return Reply(text=text.strip(), think=think, speech=list(speech_codes))

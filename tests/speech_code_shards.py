@@ -26,10 +26,8 @@ def write_code_split(out: Path, n: int, seed: int = 0, codes: int = 512, replies
             pattern = np.random.default_rng(len(text)).integers(0, codes, n_codes)
             audio = (0.1 * rng.standard_normal(n_codes * 640)).astype(np.float32)
             fields = {"txt": text, "speaker": f"v{i % 2}", "speech_tokens": [int(c) for c in pattern]}
-            if replies:
-                w.write(f"s{i:03d}", audio, 16000, {**fields, "answer": f"sure. {text}."},
-                        extra_audio={"reply_flac": (0.1 * rng.standard_normal(n_codes * 640)).astype(np.float32)})
-            else:
-                w.write(f"s{i:03d}", audio, 16000, fields)
+            reply = {"reply_flac": (0.1 * rng.standard_normal(n_codes * 640)).astype(np.float32)} if replies else None
+            w.write(f"s{i:03d}", audio, 16000, {**fields, "answer": f"sure. {text}."} if replies else fields,
+                    extra_audio=reply)
             w.write_text_only(f"t{i:03d}", {"question": "what is two plus three", "answer": "five"})
     write_index(out, build_index(w.stats))

@@ -8,10 +8,11 @@ from ``seed`` (and the step the run starts at, so a resumed run does not replay 
 position is not restored exactly), samples shuffled in a small buffer; the valid stream is one ordered pass.
 
 * ``mode: flow``: ``codes`` (B, N) padded with 0, ``code_lengths``, ``mel`` (B, n_mels, 4 N) and
-  ``mel_lengths`` = 4 x ``code_lengths``; ``audio_member`` reads the audio from another member of the sample
-  (``reply_flac``: a dialogue sample's reply speech, whose codes ``extract --member reply_flac`` wrote) (the frame rule of ``osum.token2wav.mel``: the audio is padded or
+  ``mel_lengths`` = 4 x ``code_lengths`` (the frame rule of ``osum.token2wav.mel``: the audio is padded or
   cut to ``640 N`` samples first). A sample whose code count differs by more than one from what the
   tokenizer gives for its audio (``codes_for_samples``) is skipped, as are samples without audio or codes.
+  ``audio_member`` takes the audio from another member of the sample (``reply_flac``: a dialogue sample's
+  reply speech, whose codes ``osum.speech_tokens extract --member reply_flac`` wrote).
   Longer than ``max_seconds``: cropped at a code boundary (a random one in training) and counted.
 * ``mode: vocoder``: ``audio`` (B, S) segments of ``segment_seconds`` (random offset in training; shorter
   clips padded with silence) and their ``mel`` (B, n_mels, S / hop). Codes are not needed.
