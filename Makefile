@@ -32,7 +32,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q $(TORCH_PIN) -e '.[dev,convert,cosyvoice]'
+	$(PIP) install -q $(TORCH_PIN) -e '.[dev,convert,cosyvoice,speaker]'
 	rm -f $(VENV)/lib/python3*/site-packages/torchaudio/lib/*.so
 	$(PY) -c "import torch, torchaudio.functional, lightning, hydra, transformers, peft, webdataset, soundfile; print('torch', torch.__version__)"
 	touch $(STAMP)

@@ -3,7 +3,8 @@
     understanding  --ckpt X --audio a.wav (--task "<TRANSCRIBE> <GENDER>" | --prompt "...")   prints the answer
     tts            --ckpt X --mode tts --text "..." --flow F [--vocoder V] [--reference r.wav] --out a.wav
                    the LLM's speech codes for the text, turned into a 16 kHz wav by token2wav (the flow model,
-                   then the neural vocoder, or Griffin-Lim without --vocoder); --reference gives the voice
+                   then the neural vocoder, or Griffin-Lim without --vocoder); --reference gives the voice;
+                   --streaming: as text2token_streaming (6 text : 18 speech tokens), for a model trained on it
     s2t | s2s      --ckpt X --mode s2t --audio turn1.wav [--audio turn2.wav ...] [--history 5] [--out-dir D]
                    one conversation (osum.chat.ChatSession), a turn per --audio: prints each turn's think and
                    reply; s2s also speaks the reply (--flow F [--vocoder V] [--reference r.wav]) and writes
@@ -36,7 +37,8 @@ def speak(assistant: SpeechAssistant, args: argparse.Namespace) -> None:
     from osum.token2wav import Token2Wav
 
     generator = torch.Generator().manual_seed(args.seed)
-    codes = assistant.speech_codes([args.text], greedy=args.greedy, generator=generator,
+    output_type = "text2token_streaming" if args.streaming else "text2token"
+    codes = assistant.speech_codes([args.text], output_type, greedy=args.greedy, generator=generator,
                                    max_new_tokens=args.max_codes)[0]
     if not codes:
         raise SystemExit(f"error: the model generated no speech codes for {args.text!r}")
@@ -103,12 +105,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--text", help="tts: the text to speak")
-    p.add_argument("--flow", help="tts: the token2wav flow checkpoint (codes -> mel)")
+    p.add_argument("--flow", help="tts: the token2wav flow checkpoint (codes -> mel), export folder or "
+                   "CosyVoice-300M-25Hz folder (flow.pt + hift.pt: its own vocoder)")
     p.add_argument("--vocoder", help="tts: the vocoder checkpoint (mel -> wav); default: the vocoder of a token2wav "
                    "export folder given as --flow, else Griffin-Lim")
     p.add_argument("--reference", help="tts: a clip of the voice to speak in")
     p.add_argument("--out", help="tts: the wav to write")
     p.add_argument("--greedy", action="store_true", help="tts: argmax codes instead of the TTS sampling")
+    p.add_argument("--streaming", action="store_true", help="tts: interleaved 6 text : 18 speech tokens "
+                   "(a model trained on <TEXT2TOKEN> <STREAMING>, e.g. +recipe=mini_tts_streaming)")
     p.add_argument("--seed", type=int, default=0, help="tts: seed of the code sampling")
     p.add_argument("--max-codes", type=int, default=500, help="tts: most codes to generate (25 a second)")
     p.add_argument("--history", type=int, default=5, help="s2t/s2s: earlier turns kept (0: none)")

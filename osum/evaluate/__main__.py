@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--limit", type=int, default=60, help="sentences to judge (spread over the test set)")
     t.add_argument("--no-griffin-lim", action="store_true", help="leave out the Griffin-Lim rows")
     t.add_argument("--greedy", action="store_true", help="argmax codes instead of the TTS sampling")
+    t.add_argument("--streaming", action="store_true",
+                   help="the LLM speaks as <TEXT2TOKEN> <STREAMING> (6 text : 18 speech tokens, text2token_streaming)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-codes", type=int, default=500, help="most codes the LLM may generate (25 a second)")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     judge_tts(args.shards, args.out, args.asr, flow=args.flow, vocoder=args.vocoder, tts_ckpt=args.tts,
               tokenizer=args.tokenizer, limit=args.limit, griffin_lim=not args.no_griffin_lim,
-              greedy=args.greedy, seed=args.seed, max_codes=args.max_codes, device=args.device)
+              greedy=args.greedy, streaming=args.streaming, seed=args.seed, max_codes=args.max_codes,
+              device=args.device)
     print(f"wrote {args.out}/tts_table.md, tts_table.json, tts_utterances.tsv")
 
 

@@ -11,7 +11,8 @@ WER of an independent ASR):
 each token2wav row with the neural vocoder and with Griffin-Lim. The voice comes from a reference clip: another
 test recording of the same speaker (never the sentence itself). Beside the WER it reports how the codes
 agree: the round trip (true codes -> wav -> the tokenizer's codes again) and the LLM's codes against the true
-ones, as an edit rate over codes and a length ratio.
+ones, as an edit rate over codes and a length ratio; and speaker similarity (resemblyzer, ``osum[speaker]``) of
+each clip to the voice reference, so the recorded row is the same-speaker ceiling.
 """
 
 from __future__ import annotations
@@ -100,9 +101,10 @@ def code_agreement(true: Sequence[Sequence[int]], other: Sequence[Sequence[int]]
 
 def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | None = None,
               vocoder: str | None = None, tts_ckpt: str | None = None, tokenizer: str | None = None,
-              limit: int | None = 60, griffin_lim: bool = True, greedy: bool = False, seed: int = 0,
-              max_codes: int = 500, device: str = "cpu") -> dict[str, Any]:
-    """Build the rows (module docstring) from what is given, score them, write ``out_dir``; returns the result."""
+              limit: int | None = 60, griffin_lim: bool = True, greedy: bool = False, streaming: bool = False,
+              seed: int = 0, max_codes: int = 500, device: str = "cpu") -> dict[str, Any]:
+    """Build the rows (module docstring) from what is given, score them, write ``out_dir``; returns the result.
+    ``streaming``: the LLM's codes come from the interleaved output type (``text2token_streaming``)."""
     from osum.evaluate.asr import AsrJudge
     from osum.token2wav import Token2Wav
     from osum.token2wav.mel import mel_spectrogram
@@ -139,11 +141,13 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
         from osum.inference import SpeechAssistant
 
         assistant = SpeechAssistant.load(tts_ckpt, device)
+        output_type = "text2token_streaming" if streaming else "text2token"
         generator = torch.Generator().manual_seed(seed)
         llm_codes = []
         for start in range(0, len(sentences), 16):
             batch = [s.text for s in sentences[start : start + 16]]
-            llm_codes += assistant.speech_codes(batch, greedy=greedy, generator=generator, max_new_tokens=max_codes)
+            llm_codes += assistant.speech_codes(batch, output_type, greedy=greedy, generator=generator,
+                                                max_new_tokens=max_codes)
         agreement["llm codes vs true codes"] = code_agreement(true_codes, llm_codes)
         empty = sum(not c for c in llm_codes)
         if empty:
@@ -153,7 +157,8 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
             if codes is None:
                 continue
             usable = [i for i, c in enumerate(codes) if c]
-            wavs = synth.synthesize_batch([codes[i] for i in usable], [refs[i] for i in usable], seed=seed)
+            wavs = synth.synthesize_batch([codes[i] for i in usable], [refs[i] for i in usable],
+                                          seed=seed) if usable else []  # none: every clip is silence
             by_index = dict(zip(usable, wavs))
             rows[f"{source} -> token2wav ({name})"] = [
                 (s.key, s.text, by_index.get(i, np.zeros(1600, np.float32))) for i, s in enumerate(sentences)]
@@ -162,10 +167,12 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
                 agreement[f"round trip ({name}): true codes -> wav -> codes"] = code_agreement(
                     [codes[i] for i in usable], again)
     judge = AsrJudge(asr, device)
-    result = tts_table(rows, judge, out_dir, references={s.key: s.audio for s in sentences})
+    # speaker similarity against the voice token2wav was given: the recorded row is the same-speaker ceiling
+    result = tts_table(rows, judge, out_dir, references={s.key: ref for s, ref in zip(sentences, refs)})
     result["code_agreement"] = agreement
     result["settings"] = {"shards": list(shards), "asr": asr, "flow": flow, "vocoder": vocoder, "tts": tts_ckpt,
-                          "tokenizer": tokenizer, "sentences": len(sentences), "greedy": greedy, "seed": seed}
+                          "tokenizer": tokenizer, "sentences": len(sentences), "greedy": greedy, "streaming": streaming,
+                          "seed": seed}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / "tts_table.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     for name, values in agreement.items():

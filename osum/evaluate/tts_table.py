@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +39,9 @@ class Transcriber(Protocol):
 def speaker_embedder() -> Embedder | None:
     """A resemblyzer speaker-embedding function of 16 kHz audio (unit vectors), or None when not installed."""
     try:
-        from resemblyzer import VoiceEncoder, preprocess_wav
+        with warnings.catch_warnings():  # its webrtcvad warns that pkg_resources is deprecated
+            warnings.simplefilter("ignore", UserWarning)
+            from resemblyzer import VoiceEncoder, preprocess_wav
     except ImportError:
         return None
     encoder = VoiceEncoder("cpu", verbose=False)

@@ -35,6 +35,7 @@ FIELD_OF_TAG: dict[str, str] = {
     "S2TCHAT": "answer",
     "TEXT2TEXT": "answer",
     "TEXT2TOKEN": "speech_tokens",
+    "STREAMING": "transcript",  # a streaming TTS reply interleaves the text it speaks with its codes (6:18)
     "CHAT": "answer",
     "THINK": "think",
     "HISTORY": "history",
@@ -43,6 +44,7 @@ FIELD_OF_TAG: dict[str, str] = {
 TEXT_INPUT_TASKS: dict[str, tuple[str, str]] = {
     "<TEXT2TEXT>": ("text2text", "question"),
     "<TEXT2TOKEN>": ("text2token", "transcript"),
+    "<TEXT2TOKEN> <STREAMING>": ("text2token_streaming", "transcript"),
 }
 # Dialogue tasks (the dialogue stage, reference 5.2-5.4): speech in, a reply out, by output type. ``<THINK>``
 # puts the think section first (its form is ``rendering.think``); ``<HISTORY>`` lays out the earlier turns.
@@ -214,6 +216,7 @@ DEFAULT_TASKS: list[Task] = [
     Task.from_tag("STTC-only", "<S2TCHAT>"),
     Task.from_tag("T2T", "<TEXT2TEXT>"),  # text in, text out (EChat keeps the LLM's text ability with it)
     Task.from_tag("TTS", "<TEXT2TOKEN>"),  # text in, speech tokens out
+    Task.from_tag("TTS-streaming", "<TEXT2TOKEN> <STREAMING>"),  # text in, 6 text : 18 speech tokens out
     # the dialogue stage (osum.stages.dialogue): speech in, [think], a reply as text (S2T) or text + speech (S2S)
     Task.from_tag("S2T", "<CHAT>"),
     Task.from_tag("S2T-think", "<CHAT> <THINK>"),

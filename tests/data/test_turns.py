@@ -94,6 +94,31 @@ def test_filters_per_batch_group(text_only_shards, tokenizer):
         Filters.from_config({"max_secondz": 3})
 
 
+def test_streaming_tts_interleaves_six_text_with_eighteen_speech_tokens(tmp_path, tokenizer):
+    """<TEXT2TOKEN> <STREAMING>: the sentence is both the user's text and the reply's text, interleaved 6:18 with
+    its codes; a sample whose codes are too few to carry its text at 6:18 is skipped and counted, not cut."""
+    with ShardWriter(tmp_path, max_samples=100) as w:
+        w.write_text_only("long", {"txt": "one two three four five six seven", "speech_tokens": list(range(40))})
+        w.write_text_only("too_few_codes", {"txt": "one two three four five six seven", "speech_tokens": [1, 2, 3]})
+    registry = TaskRegistry.from_config()
+    builder = SequenceBuilder(tokenizer)
+    processor = SampleProcessor(builder, registry, TaskMixture(registry, {"<TEXT2TOKEN> <STREAMING>": 1.0}), Filters())
+    batches, skips = stream_all(resolve_shards(str(tmp_path)), processor)
+    assert skips == {"bad_layout": 1} and [b["keys"] for b in batches] == [["long"]]
+    batch = batches[0]
+    assert batch["output_type"] == "text2token_streaming"
+    text, speech = batch["text_targets"][0], batch["speech_targets"][0]
+    words = builder.encode("one two three four five six seven")
+    assert text[text != IGNORE].tolist() == [*words, builder.eos_id]
+    assert speech[speech != IGNORE].tolist() == [S, *range(40), S]
+    heads = "".join("t" if t != IGNORE else "s" if s != IGNORE else "-" for t, s in zip(text.tolist(), speech.tolist()))
+    expected, n_text, n_speech = "", len(words) + 1, 42
+    while n_text > 0:
+        expected += "t" * min(6, n_text) + "s" * 18
+        n_text, n_speech = n_text - 6, n_speech - 18
+    assert heads.strip("-") == expected + "s" * n_speech
+
+
 @pytest.fixture(scope="module")
 def dialogue_shards(tmp_path_factory):
     """A 3-turn dialogue (members KEY.wav_1, KEY.wav_2 and KEY.wav) and a 1-turn one, in a WAV shard."""
