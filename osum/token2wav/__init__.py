@@ -3,7 +3,8 @@ vocoder, or Griffin-Lim without training).
 
 Modules: ``mel`` (the mel and the frame rule: 4 frames per code), ``griffin_lim``, ``flow``, ``vocoder``,
 ``data`` (the training stream), ``stages`` (LightningModules for ``python -m osum.train +recipe=mini_flow`` /
-``mini_vocoder``), ``synthesizer`` (``Token2Wav`` for inference) and ``cli`` (``python -m osum.token2wav``).
+``mini_vocoder``), ``synthesizer`` (``Token2Wav`` for inference), ``cli`` (``python -m osum.token2wav``) and
+``cosyvoice`` (a CosyVoice-300M-25Hz folder's own flow and HiFT vocoder, which ``Token2Wav.load`` accepts).
 ``Token2Wav`` is imported on first use, so the light modules do not pull in Lightning.
 """
 

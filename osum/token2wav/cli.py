@@ -6,7 +6,9 @@
     python -m osum.token2wav --flow FLOW [--vocoder VOC] --export DIR      (a self-contained folder)
 
 FLOW / VOC: a checkpoint of the mini_flow / mini_vocoder recipe or a ``--export`` folder; without
-``--vocoder``, the export folder's vocoder or Griffin-Lim. From shards, the samples with ``speech_tokens``
+``--vocoder``, the export folder's vocoder or Griffin-Lim. FLOW may also be a CosyVoice-300M-25Hz model folder
+(``flow.pt`` + ``hift.pt`` [+ ``campplus.onnx``]): CosyVoice's own flow and HiFT vocoder, for the codes of
+CosyVoice's 25 Hz tokenizer (``--vocoder griffin_lim`` or none). From shards, the samples with ``speech_tokens``
 are read in order (``--key`` picks one); ``--num 1`` writes OUT itself, more write ``OUT/KEY.wav``.
 ``--self-reference`` takes each sample's own audio as the voice (a resynthesis check).
 """
@@ -54,7 +56,8 @@ def codes_from_shards(spec: str, num: int, key: str | None) -> list[tuple[str, l
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m osum.token2wav", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--flow", required=True, help="flow checkpoint (.ckpt) or export folder")
+    p.add_argument("--flow", required=True,
+                   help="flow checkpoint (.ckpt), export folder, or CosyVoice-300M-25Hz folder (flow.pt + hift.pt)")
     p.add_argument("--vocoder", help="vocoder checkpoint or export folder, or griffin_lim")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--codes", help='codes as "1 2 3" or "1,2,3"')

@@ -107,8 +107,11 @@ def log_mel_from_magnitude(magnitude: torch.Tensor, cfg: MelConfig) -> torch.Ten
 
 
 def mel_spectrogram(wav: np.ndarray | torch.Tensor, cfg: MelConfig | None = None) -> torch.Tensor:
-    """Log magnitude mel of (n,) or (B, n) audio: (n_mels, n // hop) or (B, n_mels, n // hop)."""
+    """Log magnitude mel of (n,) or (B, n) audio: (n_mels, n // hop) or (B, n_mels, n // hop). Another
+    model's mel config (``osum.token2wav.cosyvoice.mel.CosyVoiceMel``) computes its own."""
     cfg = cfg or MelConfig()
+    if not isinstance(cfg, MelConfig):
+        return cfg.mel_spectrogram(wav)
     x = torch.as_tensor(wav, dtype=torch.float32)
     if x.ndim not in (1, 2):
         raise ValueError(f"mel_spectrogram takes (samples,) or (batch, samples) audio, got shape {tuple(x.shape)}")

@@ -8,7 +8,8 @@ The flow model and the vocoder each load from a Lightning checkpoint of their st
 (``osum.token2wav.stages``, which records the configs under ``"token2wav"``) or from an export folder
 (``token2wav.json`` + ``flow.safetensors`` [+ ``vocoder.safetensors``]). Without a neural vocoder the mel
 goes through Griffin-Lim (``osum.token2wav.griffin_lim``). Without a reference the voice is the model's
-"no speaker" condition (trained by ``speaker_dropout``).
+"no speaker" condition (trained by ``speaker_dropout``). A CosyVoice-300M-25Hz model folder (``flow.pt`` +
+``hift.pt``) loads as CosyVoice's own flow and vocoder behind the same interface (``osum.token2wav.cosyvoice``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from osum.token2wav.cosyvoice.folder import is_cosyvoice_folder
 from osum.token2wav.flow import FlowConfig, FlowModel, pad_codes
 from osum.token2wav.griffin_lim import griffin_lim
 from osum.token2wav.mel import MelConfig, mel_spectrogram
 from osum.token2wav.stages import CHECKPOINT_KEY
 from osum.token2wav.vocoder import Vocoder, VocoderConfig
+
+if TYPE_CHECKING:
+    from osum.token2wav.cosyvoice.synthesizer import CosyVoiceToken2Wav
 
 GRIFFIN_LIM = "griffin_lim"
 EXPORT_CONFIG = "token2wav.json"
@@ -62,7 +67,8 @@ def load_part(path: str | Path, kind: str) -> tuple[dict[str, Any], dict[str, to
     path = Path(path)
     if path.is_dir():
         if not (path / EXPORT_CONFIG).is_file():
-            raise FileNotFoundError(f"{path} is a folder without {EXPORT_CONFIG} (not a Token2Wav.export folder)")
+            raise FileNotFoundError(f"{path} is a folder without {EXPORT_CONFIG} (not a Token2Wav.export folder, "
+                                    "nor a CosyVoice folder with flow.pt and hift.pt)")
         return _from_export(path, kind)
     if not path.is_file():
         raise FileNotFoundError(f"token2wav {kind}: {path} is neither a checkpoint file nor an export folder")
@@ -81,9 +87,15 @@ class Token2Wav:
         self.vocoder = vocoder.to(self.device).eval() if vocoder is not None else None
 
     @classmethod
-    def load(cls, flow: str | Path, vocoder: str | Path | None = None, device: str = "cpu") -> Token2Wav:
+    def load(cls, flow: str | Path, vocoder: str | Path | None = None, device: str = "cpu"
+             ) -> Token2Wav | CosyVoiceToken2Wav:
         """``flow``: a flow checkpoint or export folder. ``vocoder``: a vocoder checkpoint or export folder,
-        ``"griffin_lim"``, or None: the vocoder of the export folder ``flow`` when it holds one, else Griffin-Lim."""
+        ``"griffin_lim"``, or None: the vocoder of the export folder ``flow`` when it holds one, else Griffin-Lim.
+        A CosyVoice folder as ``flow`` gives a ``CosyVoiceToken2Wav`` (its own HiFT, or ``"griffin_lim"``)."""
+        if is_cosyvoice_folder(flow):
+            from osum.token2wav.cosyvoice.synthesizer import CosyVoiceToken2Wav
+
+            return CosyVoiceToken2Wav.load(flow, vocoder, device)
         flow_record, flow_state = load_part(flow, "flow")
         mel = MelConfig.from_dict(flow_record["mel"])
         model = FlowModel(FlowConfig.from_dict(flow_record["model"]))
