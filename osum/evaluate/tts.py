@@ -107,7 +107,6 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
     ``streaming``: the LLM's codes come from the interleaved output type (``text2token_streaming``)."""
     from osum.evaluate.asr import AsrJudge
     from osum.token2wav import Token2Wav
-    from osum.token2wav.mel import mel_spectrogram
 
     pool = read_test_set(shards)  # every test recording: the voice references come from all of them
     sentences = spread(pool, limit)
@@ -133,7 +132,7 @@ def judge_tts(shards: Sequence[str], out_dir: str | Path, asr: str, flow: str | 
     if flow and (griffin_lim or not vocoder):
         synths["Griffin-Lim"] = Token2Wav.load(flow, "griffin_lim", device)
     for name, synth in synths.items():
-        mels = [mel_spectrogram(s.audio, synth.mel) for s in sentences]
+        mels = [synth.mel.mel_spectrogram(s.audio) for s in sentences]  # the synthesizer's own mel
         rows[f"recorded mel -> {name}"] = list(zip([s.key for s in sentences], [s.text for s in sentences],
                                                    synth.vocode(mels)))
     llm_codes = None

@@ -56,6 +56,11 @@ class MelConfig:
     def n_freqs(self) -> int:
         return self.n_fft // 2 + 1
 
+    def mel_spectrogram(self, wav: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``mel_spectrogram(wav, self)``: the method a synthesizer's mel config has, whichever model's it is
+        (``osum.token2wav.cosyvoice.mel.CosyVoiceMel`` has its own)."""
+        return mel_spectrogram(wav, self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -107,11 +112,8 @@ def log_mel_from_magnitude(magnitude: torch.Tensor, cfg: MelConfig) -> torch.Ten
 
 
 def mel_spectrogram(wav: np.ndarray | torch.Tensor, cfg: MelConfig | None = None) -> torch.Tensor:
-    """Log magnitude mel of (n,) or (B, n) audio: (n_mels, n // hop) or (B, n_mels, n // hop). Another
-    model's mel config (``osum.token2wav.cosyvoice.mel.CosyVoiceMel``) computes its own."""
+    """Log magnitude mel of (n,) or (B, n) audio: (n_mels, n // hop) or (B, n_mels, n // hop)."""
     cfg = cfg or MelConfig()
-    if not isinstance(cfg, MelConfig):
-        return cfg.mel_spectrogram(wav)
     x = torch.as_tensor(wav, dtype=torch.float32)
     if x.ndim not in (1, 2):
         raise ValueError(f"mel_spectrogram takes (samples,) or (batch, samples) audio, got shape {tuple(x.shape)}")

@@ -23,7 +23,6 @@ from osum.token2wav.cosyvoice.flow import CosyVoiceFlow
 from osum.token2wav.cosyvoice.folder import hift_keys
 from osum.token2wav.cosyvoice.hift import HiFTGenerator
 from osum.token2wav.cosyvoice.synthesizer import CosyVoiceToken2Wav
-from osum.token2wav.mel import mel_spectrogram
 from osum.token2wav.synthesizer import Token2Wav
 
 TINY_FLOW = CosyVoiceFlowConfig(vocab_size=64, input_size=16, encoder_dim=16, encoder_heads=2, encoder_units=32,
@@ -231,9 +230,9 @@ def test_yaml_settings_export_cli_and_evaluate_hooks(folder, tmp_path):
         cli_main(["--flow", str(folder), *vocoder, "--codes", " ".join(map(str, CODES)), "--out", str(out)])
         wav, rate = sf.read(out)
         assert rate == 16000 and wav.shape == (20 * 640,) and np.isfinite(wav).all()
-    # evaluate's recorded-mel rows: mel_spectrogram(audio, synth.mel) is CosyVoice's mel, vocode gives 16 kHz
+    # evaluate's recorded-mel rows: synth.mel.mel_spectrogram(audio) is CosyVoice's mel, vocode gives 16 kHz
     audio = speechlike(0.5, 4)
-    mel = mel_spectrogram(audio, Token2Wav.load(folder).mel)
+    mel = Token2Wav.load(folder).mel.mel_spectrogram(audio)
     assert mel.shape == (80, round(8000 * 22050 / 16000) // 256)
     for name in (None, "griffin_lim"):
         wav = Token2Wav.load(folder, name).vocode([mel])[0]
