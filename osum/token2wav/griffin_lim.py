@@ -47,7 +47,8 @@ def mel_to_magnitude(log_mel: torch.Tensor, cfg: MelConfig | None = None, method
 
 def griffin_lim_magnitude(magnitude: torch.Tensor, cfg: MelConfig | None = None, n_iter: int = 60,
                           momentum: float = 0.99, seed: int = 0) -> torch.Tensor:
-    """Fast Griffin-Lim (Perraudin et al. 2013) of (..., n_freqs, F) magnitude: (..., F * hop) audio."""
+    """Fast Griffin-Lim (Perraudin et al. 2013) of (..., n_freqs, F) magnitude: (..., F * hop) audio. ``cfg``:
+    any mel config with ``n_fft``, ``hop_length`` and ``win_length`` (CosyVoice's too)."""
     cfg = cfg or MelConfig()
     if n_iter < 1:
         raise ValueError(f"griffin_lim: n_iter must be >= 1, got {n_iter}")

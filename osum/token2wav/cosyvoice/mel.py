@@ -1,4 +1,5 @@
-"""CosyVoice v1's mel (Matcha-TTS's ``mel_spectrogram`` at 22050 Hz) and a Griffin-Lim over it.
+"""CosyVoice v1's mel (Matcha-TTS's ``mel_spectrogram`` at 22050 Hz) and a Griffin-Lim over it (the loop of
+``osum.token2wav.griffin_lim``).
 
 80 slaney mel bins from 0 to 8 kHz of an STFT with n_fft = win = 1024 and hop 256 (Hann), the audio
 reflect-padded by 384 on each side and not centred, so ``n`` samples give ``n // 256`` frames; magnitude
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from osum.token2wav.cosyvoice.config import MEL_HOP, MEL_RATE
+from osum.token2wav.griffin_lim import griffin_lim_magnitude
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,10 @@ class CosyVoiceMel:
     fmin: float = 0.0
     fmax: float = 8000.0
     clamp: float = 1e-5
+
+    @property
+    def win_length(self) -> int:  # what osum.token2wav.mel's stft / istft read
+        return self.n_fft
 
     def mel_spectrogram(self, wav: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Log mel of (n,) or (B, n) audio at ``sample_rate``: (80, F) or (B, 80, F) at 22050 / 256 Hz."""
@@ -77,26 +83,7 @@ def _pinv_basis(cfg: CosyVoiceMel) -> torch.Tensor:
 
 def griffin_lim(mel: torch.Tensor, cfg: CosyVoiceMel | None = None, n_iter: int = 60, momentum: float = 0.99,
                 seed: int = 0) -> torch.Tensor:
-    """(B, 80, F) log mel -> (B, 256 F) audio at 22050 Hz: mel-basis pseudo-inverse, fast Griffin-Lim."""
+    """(B, 80, F) log mel -> (B, 256 F) audio at 22050 Hz: mel-basis pseudo-inverse, then our fast Griffin-Lim."""
     cfg = cfg or CosyVoiceMel()
-    window = torch.hann_window(cfg.n_fft, device=mel.device)
-    length = mel.shape[-1] * cfg.hop_length
     magnitude = (_pinv_basis(cfg).to(mel.device) @ torch.exp(mel.float())).clamp_(min=0.0)
-    magnitude = torch.cat([magnitude, magnitude[..., -1:]], dim=-1)  # a centred STFT of F * hop samples: F + 1 frames
-
-    def stft(y: torch.Tensor) -> torch.Tensor:
-        return torch.stft(y, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, return_complex=True)
-
-    def istft(s: torch.Tensor) -> torch.Tensor:
-        return torch.istft(s, cfg.n_fft, cfg.hop_length, cfg.n_fft, window, length=length)
-
-    generator = torch.Generator().manual_seed(seed)
-    angles = torch.polar(torch.ones_like(magnitude),
-                         torch.rand(magnitude.shape, generator=generator).to(mel.device) * 2 * torch.pi)
-    previous = torch.zeros_like(angles)
-    for _ in range(n_iter):
-        rebuilt = stft(istft(magnitude * angles))
-        angles = rebuilt - previous * (momentum / (1 + momentum))
-        angles = angles / (angles.abs() + 1e-16)
-        previous = rebuilt
-    return istft(magnitude * angles).clamp(-1.0, 1.0)
+    return griffin_lim_magnitude(magnitude, cfg, n_iter, momentum, seed).clamp(-1.0, 1.0)
