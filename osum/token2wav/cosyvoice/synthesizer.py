@@ -173,7 +173,7 @@ class CosyVoiceToken2Wav:
         return list(references)
 
     @torch.no_grad()
-    def mels(self, codes: Sequence[Sequence[int]], references: Sequence[np.ndarray | None] | None = None,
+    def mels(self, codes: Sequence[Sequence[int]], references: Sequence[np.ndarray | None] | np.ndarray | None = None,
              steps: int | None = None, cfg_strength: float | None = None, seed: int = 0) -> list[torch.Tensor]:
         """The flow's 22050 Hz log mel (80, int(N / 25 * 22050 / 256)) of each code sequence (row i: seed + i)."""
         refs = self._references(references, len(codes))
@@ -210,8 +210,7 @@ class CosyVoiceToken2Wav:
                          steps: int | None = None, cfg_strength: float | None = None, seed: int = 0) -> list[np.ndarray]:
         """16 kHz float32 audio for each code sequence, ``16000 / code_rate`` samples a code; ``references``: one
         16 kHz clip per sequence (None: no reference for that one), or one clip for all."""
-        wavs = self.vocode(self.mels(codes, self._references(references, len(codes)), steps, cfg_strength, seed),
-                           seed)
+        wavs = self.vocode(self.mels(codes, references, steps, cfg_strength, seed), seed)
         out = []
         for row, wav in zip(codes, wavs):
             n = self.samples_for_codes(len(row))
