@@ -51,20 +51,22 @@ demo: corpus
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test --out exp/mini/decode_test --batch-size 32
 	$(PY) -m osum.decode --ckpt exp/mini/checkpoints/last.ckpt --shards data/mini/test_novel --out exp/mini/decode_test_novel --batch-size 32
 
-# The TTS chain on the mini TTS corpus (recipes/mini/README.md, "TTS"): the speech tokenizer (Whisper tiny.en's
-# last layer, 512 codes), codes of every split, the token2wav flow model, the TTS stage, then the judging table
-# (Whisper base as the independent ASR; LLM codes sampled as reference 5.6 says, then greedy) and one sentence
-# spoken by `osum.infer`. Steps already done are skipped.
+# The TTS chain on the mini TTS corpus (recipes/mini/README.md, "TTS"): the corpus, the speech tokenizer (Whisper
+# tiny.en's layer 3, 512 codes), codes of every split, the token2wav flow model, the TTS stage, then the judging
+# table (Whisper base as the independent ASR, greedy LLM codes) and one sentence spoken by `osum.infer`. Steps
+# already done are skipped.
 TTS_DATA := data/mini_tts
 SPEECH_TOKENIZER := exp/mini_speech_tokenizer
 tts-corpus: corpus
 	$(PY) -m data_prep.tts_corpus --out $(TTS_DATA) --workers 2
 	test -f $(SPEECH_TOKENIZER)/speech_tokenizer.json || $(PY) -m osum.speech_tokens train --encoder $(ASSETS)/whisper-tiny.en \
-	  --shards $(TTS_DATA)/train --out $(SPEECH_TOKENIZER) --codes 512
+	  --shards $(TTS_DATA)/train --out $(SPEECH_TOKENIZER) --codes 512 --layer 3
 	for split in train valid test; do test -f $(TTS_DATA)/$${split}_codes/index.json || \
 	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(TTS_DATA)/$$split --out $(TTS_DATA)/$${split}_codes || exit 1; done
 
-# TTS_VOCODER=1 also trains the neural vocoder (+recipe=mini_vocoder, ~5 min more) and judges with it beside Griffin-Lim.
+# TTS_VOCODER=1 also trains the neural vocoder (+recipe=mini_vocoder, ~7 min more) and judges with it beside Griffin-Lim.
+# The judge takes the LLM's codes greedily: reference 5.6's sampling (top-k 15, top-p 0.8, T 1.2, the text2token
+# default) is for a 3B model; `osum.evaluate tts` without --greedy judges it.
 TTS_VOCODER ?= 0
 VOCODER_ARG := $(if $(filter 1,$(TTS_VOCODER)),--vocoder exp/mini_vocoder/checkpoints/last.ckpt,)
 demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
@@ -72,9 +74,8 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 	$(PY) -m osum.train +recipe=mini_tts
 	if [ "$(TTS_VOCODER)" = 1 ]; then $(PY) -m osum.train +recipe=mini_vocoder; fi
 	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
-	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40 $(VOCODER_ARG)
-	$(PY) -m osum.evaluate tts --shards $(TTS_DATA)/test_codes --asr $(ASSETS)/whisper-base --tokenizer $(SPEECH_TOKENIZER) \
-	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge_greedy --limit 40 $(VOCODER_ARG) --greedy
+	  --flow exp/mini_flow/checkpoints/last.ckpt --tts exp/mini_tts/checkpoints/last.ckpt --out exp/mini_tts/judge --limit 40 \
+	  --greedy $(VOCODER_ARG)
 	$(PY) -m osum.infer --mode tts --ckpt exp/mini_tts/checkpoints/last.ckpt --flow exp/mini_flow/checkpoints/last.ckpt $(VOCODER_ARG) \
 	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
 

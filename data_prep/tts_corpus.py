@@ -2,9 +2,11 @@
 
     python -m data_prep.tts_corpus --out data/mini_tts [--workers 2] [--seed 0]
         [--voices flite-slt,flite-kal16] [--num-train N] [--tokenizer data/mini/tokenizer] [--force]
+        [--extra N --text assets/janeaustenr]
 
-Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.json`` (arguments,
-voices, pool sizes, counts, tokenizer coverage). Built for training a TTS stage on CPU in minutes.
+Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` (and ``OUT/extra`` with ``--extra``) and
+``OUT/corpus.json`` (arguments, voices, pool sizes, counts, tokenizer coverage). Built for training a TTS
+stage on CPU in minutes.
 
 - **Sentences**: :func:`data_prep.mini_corpus.command_sentences` and ``question_pairs`` (no digit
   strings: an ASR judge writes digits as numerals ambiguously), split by the same
@@ -20,6 +22,12 @@ voices, pool sizes, counts, tokenizer coverage). Built for training a TTS stage 
   (gender of the voice, ADULT, NEUTRAL, NEWS, no events), and for questions ``question`` and ``answer``.
   The train split also holds each training question once as a text-only sample (``question``,
   ``answer``, ``txt`` = the question, domain ``text_chat``) for ``<TEXT2TEXT>`` in a TTS recipe.
+- **Extra** (``--extra N``, token2wav only): N open-vocabulary sentences of Jane Austen's novels
+  (:func:`data_prep.text_sources.austen_sentences`, 4-10 words), the voices taking turns, one clip each, so
+  the flow model hears many more words than the few hundred of the sentence pools (a held-out sentence's
+  new words are where resynthesis failed). No sentence holds a word that only a valid or test sentence
+  has, so the held-out sentences stay unheard in every word the training pools lack. Not for the TTS
+  stage: its tokenizer covers the pools' words only.
 - **Tokenizer**: the TTS stage reuses the mini corpus tokenizer; every word and text is checked to
   encode without unknown pieces (:func:`data_prep.tokenizer_coverage.tokenizer_coverage`).
 
@@ -49,6 +57,8 @@ from osum.data.index import build_index, write_index
 from osum.data.shards import SAMPLE_RATE, ShardWriter
 
 SPLITS = ("train", "valid", "test")
+EXTRA_SPLIT = "extra"
+EXTRA_WORDS = (4, 10)  # words per extra sentence
 DOMAINS = ("command", "question")
 DEFAULT_VOICES = ("flite-slt", "flite-kal16")
 DEFAULT_TOKENIZER = "data/mini/tokenizer"
@@ -98,6 +108,33 @@ def split_sentences(seed: int, max_sentences: int | None = None) -> dict[str, li
     pools = sentence_pools(seed)
     return {split: [(domain, text, answer) for domain in DOMAINS
                     for text, answer in pools[split][domain][:max_sentences]] for split in SPLITS}
+
+
+def held_out_words(sentences: dict[str, list[Sentence]]) -> set[str]:
+    """Words of valid and test sentences (and answers) that no training sentence has."""
+    def words(split: str) -> set[str]:
+        return {w for _, text, answer in sentences[split] for t in (text, answer) if t for w in t.split()}
+
+    return (words("valid") | words("test")) - words("train")
+
+
+def extra_sentences(text_dir: str | os.PathLike, count: int, seed: int, banned: set[str]) -> list[str]:
+    """``count`` Austen sentences of ``EXTRA_WORDS`` words without a ``banned`` word, drawn by ``seed``."""
+    from data_prep.text_sources import austen_sentences
+
+    low, high = EXTRA_WORDS
+    usable = [t for t in austen_sentences(text_dir)
+              if low <= len(t.split()) <= high and not banned.intersection(t.split())]
+    if len(usable) < count:
+        raise ValueError(f"--extra {count}: only {len(usable)} usable sentences of {low}-{high} words in {text_dir}")
+    rng = np.random.default_rng([seed, 4])
+    return [usable[i] for i in sorted(rng.permutation(len(usable))[:count])]
+
+
+def plan_extra(texts: list[str], voice_ids: list[str]) -> list[dict[str, Any]]:
+    """One clip per extra sentence, the voices taking turns."""
+    return [{"key": f"tts_{EXTRA_SPLIT}_{i:06d}", "voice": voice_ids[i % len(voice_ids)], "domain": "extra",
+             "text": text, "answer": None, "copy": 0, "stretch": 1.0} for i, text in enumerate(texts)]
 
 
 def plan_split(split: str, sentences: list[Sentence], voice_ids: list[str], seed: int,
@@ -198,17 +235,21 @@ def write_tts_split(split_dir: Path, plans: list[dict[str, Any]], text_only: lis
 def build(out: str | os.PathLike, seed: int = 0, voices: str | list[str] | tuple[str, ...] = DEFAULT_VOICES,
           num_train: int | None = None, workers: int = 2, force: bool = False, audio_format: str = "flac",
           max_sentences: int | None = None,
-          tokenizer_dir: str | os.PathLike | None = DEFAULT_TOKENIZER) -> dict[str, Any]:
+          tokenizer_dir: str | os.PathLike | None = DEFAULT_TOKENIZER, extra: int = 0,
+          text_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments).
 
     ``max_sentences``: at most this many sentences per domain and split (small test builds).
-    ``tokenizer_dir``: the tokenizer the TTS stage will use (None: not checked)."""
+    ``tokenizer_dir``: the tokenizer the TTS stage will use (None: not checked).
+    ``extra``: that many open-vocabulary clips in ``out/extra`` (module docstring), from ``text_dir``."""
     out = Path(out)
     voice_ids = parse_voices(voices)
     if num_train is not None and num_train < 1:
         raise ValueError(f"num_train must be >= 1, got {num_train}")
+    if extra < 0 or (extra and not text_dir):
+        raise ValueError(f"extra must be >= 0 and needs a text folder (--text), got extra={extra}, text={text_dir}")
     args = {"seed": seed, "voices": voice_ids, "num_train": num_train, "max_sentences": max_sentences,
-            "audio_format": audio_format}
+            "audio_format": audio_format, **({"extra": extra, "text": str(text_dir)} if extra else {})}
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
@@ -223,8 +264,11 @@ def build(out: str | os.PathLike, seed: int = 0, voices: str | list[str] | tuple
         print(f"note: {len(plans['train'])} training utterances, not {num_train}: festival voices have no "
               "cheap speed change and are not repeated")
     text_only = {split: text_chat_samples(sentences[split]) if split == "train" else [] for split in SPLITS}
+    if extra:
+        plans[EXTRA_SPLIT] = plan_extra(extra_sentences(text_dir, extra, seed, held_out_words(sentences)), voice_ids)
+        text_only[EXTRA_SPLIT], sentences[EXTRA_SPLIT] = [], []
     counts = {}
-    for split in SPLITS:
+    for split in plans:
         index = write_tts_split(out / split, plans[split], text_only[split], workers, audio_format)
         counts[split] = {"samples": index["total"]["samples"], "audio_samples": len(plans[split]),
                          "text_only": len(text_only[split]), "hours": index["total"]["hours"],
@@ -285,6 +329,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio-format", choices=["flac", "wav"], default="flac")
     parser.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help="tokenizer whose coverage is checked")
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT/corpus.json matches")
+    parser.add_argument("--extra", type=int, default=0,
+                        help="open-vocabulary clips for token2wav in OUT/extra (needs --text)")
+    parser.add_argument("--text", default=None, help="an unpacked r-cran-janeaustenr (make smol-assets)")
     args = parser.parse_args(argv)
     try:
         parse_voices(args.voices)
@@ -292,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     start = time.perf_counter()
     corpus = build(args.out, args.seed, args.voices, args.num_train, args.workers, args.force,
-                   args.audio_format, tokenizer_dir=args.tokenizer)
+                   args.audio_format, tokenizer_dir=args.tokenizer, extra=args.extra, text_dir=args.text)
     for split, c in corpus["counts"].items():
         print(f"{split:5s} {c['audio_samples']:5d} utterances {c['hours']:.3f} h  + {c['text_only']} "
               f"text-only  sentences {c['sentences']}  speakers {c['speakers']}")

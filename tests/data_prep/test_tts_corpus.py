@@ -169,3 +169,28 @@ def test_clip_silence() -> None:
     assert np.array_equal(clipped[1600:9600], tone) and not clipped[:1600].any() and not clipped[9600:].any()
     with pytest.raises(ValueError, match="tts_x: the synthesized audio is silent"):
         tts_corpus.clip_silence(np.zeros(16000, np.float32), "tts_x")
+
+
+def test_extra_split_is_open_vocabulary_without_held_out_words(tmp_path: Path) -> None:
+    from rlazyload import write_lazyload
+
+    banned = tts_corpus.held_out_words(tts_corpus.split_sentences(0, N_SENTENCES))
+    assert {"speaker", "snow"} <= banned and "the" not in banned  # "the" is in training sentences too
+    novel = ["She walked along the river with her sister.", "", "The carriage was late that evening.", "",
+             "He heard the speaker in the hall.", "", "Their letters came every week from town.", "",
+             "Too short.", ""]
+    write_lazyload(tmp_path / "austen" / "data" / "Rdata", {"emma": novel})
+    out = tmp_path / "corpus"
+    corpus = tts_corpus.build(out, seed=0, voices=[VOICE, "flite-kal16"], workers=1, max_sentences=N_SENTENCES,
+                              tokenizer_dir=None, extra=3, text_dir=tmp_path / "austen")
+    extra = read_split(out / tts_corpus.EXTRA_SPLIT)
+    texts = sorted(meta["txt"] for _, meta in extra)
+    assert texts == ["she walked along the river with her sister", "the carriage was late that evening",
+                     "their letters came every week from town"]  # the sentence with "speaker" is left out
+    assert sorted(meta["speaker"] for _, meta in extra) == sorted([VOICE, VOICE, "flite-kal16"])
+    assert all(audio is not None and len(audio) > 8000 for audio, _ in extra)
+    assert corpus["counts"]["extra"]["audio_samples"] == 3 and corpus["args"]["extra"] == 3
+    assert not any(meta["txt"] in texts for split in tts_corpus.SPLITS for _, meta in read_split(out / split))
+    with pytest.raises(ValueError, match="only 3 usable sentences"):
+        tts_corpus.build(tmp_path / "again", seed=0, voices=[VOICE], workers=1, max_sentences=N_SENTENCES,
+                         tokenizer_dir=None, extra=4, text_dir=tmp_path / "austen")
