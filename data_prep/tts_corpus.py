@@ -263,17 +263,16 @@ def build(out: str | os.PathLike, seed: int = 0, voices: str | list[str] | tuple
     if num_train is not None and len(plans["train"]) < num_train:
         print(f"note: {len(plans['train'])} training utterances, not {num_train}: festival voices have no "
               "cheap speed change and are not repeated")
-    text_only = {split: text_chat_samples(sentences[split]) if split == "train" else [] for split in SPLITS}
+    text_only = {"train": text_chat_samples(sentences["train"])}
     if extra:
         plans[EXTRA_SPLIT] = plan_extra(extra_sentences(text_dir, extra, seed, held_out_words(sentences)), voice_ids)
-        text_only[EXTRA_SPLIT], sentences[EXTRA_SPLIT] = [], []
     counts = {}
     for split in plans:
-        index = write_tts_split(out / split, plans[split], text_only[split], workers, audio_format)
+        index = write_tts_split(out / split, plans[split], text_only.get(split, []), workers, audio_format)
         counts[split] = {"samples": index["total"]["samples"], "audio_samples": len(plans[split]),
-                         "text_only": len(text_only[split]), "hours": index["total"]["hours"],
+                         "text_only": len(text_only.get(split, [])), "hours": index["total"]["hours"],
                          "domains": index["total"]["domains"],
-                         "sentences": {d: sum(dom == d for dom, _, _ in sentences[split]) for d in DOMAINS},
+                         "sentences": {d: sum(dom == d for dom, _, _ in sentences.get(split, [])) for d in DOMAINS},
                          "speakers": dict(sorted(Counter(p["voice"] for p in plans[split]).items())),
                          "speed_copies": sum(p["copy"] > 0 for p in plans[split])}
     references = write_references(out / "references", plans["test"])
