@@ -108,8 +108,10 @@ class MelCodesStream(IterableDataset):
             codes = codes[start : start + self.max_codes]
             wav = wav[start * self.samples_per_code :]
         wav = fit_to_codes(wav, len(codes), self.mel)
+        # whose voice: the sample's speaker for its own audio; another member's voice (a dialogue reply) is not named
+        speaker = None if self.audio_member else sample.meta.get("speaker")
         return {"key": sample.key, "codes": torch.tensor(codes, dtype=torch.long), "mel": mel_spectrogram(wav, self.mel),
-                "seconds": len(wav) / self.mel.sample_rate}
+                "seconds": len(wav) / self.mel.sample_rate, "speaker": speaker}
 
     @property
     def samples_per_code(self) -> int:
@@ -139,7 +141,8 @@ class MelCodesStream(IterableDataset):
         for i, e in enumerate(examples):
             codes[i, : len(e["codes"])] = e["codes"]
             mel[i, :, : e["mel"].shape[-1]] = e["mel"]
-        batch.update(codes=codes, code_lengths=lengths, mel=mel, mel_lengths=lengths * self.mel.frames_per_code)
+        batch.update(codes=codes, code_lengths=lengths, mel=mel, mel_lengths=lengths * self.mel.frames_per_code,
+                     speakers=[e["speaker"] for e in examples])
         return batch
 
     # ------------------------------------------------------------------ the stream

@@ -29,6 +29,7 @@ The mel is normalised inside the model (``mel_mean``, ``mel_std``); inputs and o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -43,6 +44,7 @@ T_SCHEDULES = ("uniform", "cosine")
 LEGACY_PATCH = 1
 LEGACY_START = "noise"  # configs written before ``start`` existed integrate from pure noise
 STARTS = ("noise", "prior")
+REFERENCES = ("self", "other")
 
 
 @dataclass
@@ -74,6 +76,10 @@ class FlowConfig:
     temperature: float = 1.0       # inference: scale of the start noise (mini: 0.5, measured clearer than 1.0)
     prior_weight: float = 1.0      # L1 of mu vs the target mel
     reference_min_fraction: float = 0.5  # training reference: a random segment of at least this much of the clip
+    # training reference taken from: "self" (the target clip itself) or "other" (another clip of the same speaker
+    # in the batch, as at inference, so the speaker vector cannot carry the target's words; rows whose speaker
+    # is unknown or alone in the batch fall back to themselves)
+    reference: str = "self"
     mel_mean: float = -5.5         # normalisation of the log mel inside the model
     mel_std: float = 2.3
 
@@ -92,6 +98,8 @@ class FlowConfig:
             raise ValueError(f"flow: reference_min_fraction must be in (0, 1], got {self.reference_min_fraction}")
         if self.steps < 0 or self.mel_std <= 0:
             raise ValueError("flow: steps must be >= 0 and mel_std > 0")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"flow: reference must be one of {REFERENCES}, got {self.reference!r}")
         if self.start not in STARTS or self.prior_noise < 0:
             raise ValueError(f"flow: start must be one of {STARTS} and prior_noise >= 0, got {self.start!r}, "
                              f"{self.prior_noise}")
@@ -224,16 +232,32 @@ def _random(kind: str, shape: tuple[int, ...], device: torch.device, generator: 
     return draw(shape, generator=generator).to(device)
 
 
+def reference_rows(speakers: Sequence[str | None] | None, generator: torch.Generator | None = None) -> list[int]:
+    """For each row, another row of the same speaker, drawn at random; the row itself when its speaker is
+    unknown (None) or has no other row (``speakers`` None: every row itself)."""
+    if speakers is None:
+        return []
+    rows = []
+    for b, who in enumerate(speakers):
+        others = [j for j, o in enumerate(speakers) if j != b and who is not None and o == who]
+        rows.append(others[int(torch.randint(len(others), (1,), generator=generator))] if others else b)
+    return rows
+
+
 def reference_segments(mel: torch.Tensor, lengths: torch.Tensor, min_fraction: float,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random window of each row (at least ``min_fraction`` of its length), left-aligned: (ref, ref_lengths)."""
+                       generator: torch.Generator | None = None, rows: Sequence[int] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random window (at least ``min_fraction`` of its length) of each row, or of row ``rows[b]`` for row
+    ``b`` when ``rows`` is given, left-aligned: (ref, ref_lengths)."""
     out = torch.zeros_like(mel)
     ref_lengths = torch.empty_like(lengths)
-    for b, n in enumerate(lengths.tolist()):
+    for b in range(mel.shape[0]):
+        src = rows[b] if rows else b
+        n = int(lengths[src])
         low = max(1, math.ceil(min_fraction * n))
         size = int(torch.randint(low, n + 1, (1,), generator=generator))
         start = int(torch.randint(0, n - size + 1, (1,), generator=generator))
-        out[b, :, :size] = mel[b, :, start : start + size]
+        out[b, :, :size] = mel[src, :, start : start + size]
         ref_lengths[b] = size
     return out, ref_lengths
 
@@ -288,19 +312,22 @@ class FlowModel(nn.Module):
     # ------------------------------------------------------------------ training
     def loss(self, codes: torch.Tensor, code_lengths: torch.Tensor, mel: torch.Tensor,
              reference: torch.Tensor | None = None, reference_lengths: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+             generator: torch.Generator | None = None, speakers: Sequence[str | None] | None = None
+             ) -> dict[str, torch.Tensor]:
         """Flow-matching and prior losses of a batch: ``{"loss", "flow", "prior"}``.
 
         ``mel`` (B, n_mels, frames_per_code * N) is the target log mel, each row valid for
         ``frames_per_code * code_lengths[b]`` frames. Without ``reference`` the speaker vector comes from a
-        random segment of the target itself."""
+        random segment of the target itself, or (``reference: other``) of another row whose entry in
+        ``speakers`` is the same."""
         cfg = self.cfg
         if mel.ndim != 3 or mel.shape[1] != cfg.n_mels or mel.shape[2] != codes.shape[1] * cfg.frames_per_code:
             raise ValueError(f"flow: mel must be (batch, {cfg.n_mels}, {cfg.frames_per_code} x codes = "
                              f"{codes.shape[1] * cfg.frames_per_code}), got {tuple(mel.shape)}")
         if reference is None:
+            rows = reference_rows(speakers, generator) if cfg.reference == "other" else None
             reference, reference_lengths = reference_segments(mel, code_lengths * cfg.frames_per_code,
-                                                              cfg.reference_min_fraction, generator)
+                                                              cfg.reference_min_fraction, generator, rows)
         mask, mu, speaker = self.conditions(codes, code_lengths, reference, reference_lengths)
         b, device = mel.shape[0], mel.device
         x1 = self.normalize(mel) * mask[:, None, :]

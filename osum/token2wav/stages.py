@@ -117,7 +117,8 @@ class FlowStage(Token2WavStage):
     def losses(self, batch: Mapping[str, Any], generator: torch.Generator | None) -> dict[str, torch.Tensor]:
         if "codes" not in batch:
             raise ValueError("FlowStage needs batches with codes (data.mode=flow)")
-        return self.backbone.loss(batch["codes"], batch["code_lengths"], batch["mel"], generator=generator)
+        return self.backbone.loss(batch["codes"], batch["code_lengths"], batch["mel"], generator=generator,
+                                  speakers=batch.get("speakers"))
 
 
 class VocoderStage(Token2WavStage):

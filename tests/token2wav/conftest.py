@@ -64,7 +64,8 @@ def write_split(out, seeds: list[int], mismatched: bool = False, text_only: bool
     with ShardWriter(out, max_samples=3) as writer:
         for seed in seeds:
             wav = speechlike(1.0 + 0.1 * (seed % 5), seed)
-            writer.write(f"utt{seed:03d}", wav, SR, {"txt": "x", "speech_tokens": toy_codes(wav)})
+            writer.write(f"utt{seed:03d}", wav, SR, {"txt": "x", "speaker": f"v{seed % 2}",
+                                                     "speech_tokens": toy_codes(wav)})
         if mismatched:
             wav = speechlike(1.2, 99)
             writer.write("bad_count", wav, SR, {"txt": "x", "speech_tokens": toy_codes(wav)[:-5]})

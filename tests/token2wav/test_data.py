@@ -27,6 +27,7 @@ def test_flow_batches_have_four_frames_per_code_and_skip_mismatches_by_key(tts_r
         assert b["mel"].shape == (len(b["keys"]), 80, 4 * b["codes"].shape[1])
         assert torch.equal(b["mel_lengths"], 4 * b["code_lengths"])
         assert b["codes"].dtype == torch.long and int(b["code_lengths"].max()) == b["codes"].shape[1]
+        assert b["speakers"] == [f"v{int(k[3:]) % 2}" for k in b["keys"]]  # for references from another clip
         for i, n in enumerate(b["code_lengths"].tolist()):  # the real frames hold audio, the padding the floor
             assert float(b["mel"][i, :, : 4 * n].max()) > -5.0
             if 4 * n < b["mel"].shape[-1]:

@@ -11,6 +11,7 @@ from osum.token2wav.flow import (
     from_patches,
     pad_codes,
     patch_mask,
+    reference_rows,
     reference_segments,
     to_patches,
 )
@@ -214,6 +215,35 @@ def test_reference_segments_stay_inside_each_row():
         assert (2 if b else 5) <= n <= (4 if b else 10)
         start = int(ref[b, 0, 0] - mel[b, 0, 0])
         assert torch.equal(ref[b, :, :n], mel[b, :, start : start + n]) and float(ref[b, :, n:].abs().sum()) == 0
+
+
+def test_reference_rows_are_other_clips_of_the_same_speaker():
+    speakers = ["a", "b", "a", "a", None, "c"]
+    for seed in range(5):
+        rows = reference_rows(speakers, torch.Generator().manual_seed(seed))
+        assert rows[1] == 1 and rows[4] == 4 and rows[5] == 5  # alone in the batch or unknown: itself
+        assert all(rows[b] != b and speakers[rows[b]] == "a" for b in (0, 2, 3))
+    assert reference_rows(None) == []
+
+
+def test_a_reference_from_another_row_is_a_window_of_that_row():
+    mel = torch.arange(2 * 3 * 10, dtype=torch.float).reshape(2, 3, 10)
+    ref, lengths = reference_segments(mel, torch.tensor([10, 4]), 0.5, torch.Generator().manual_seed(0), rows=[1, 0])
+    assert 2 <= int(lengths[0]) <= 4 and 5 <= int(lengths[1]) <= 10
+    for b, src in ((0, 1), (1, 0)):
+        n, start = int(lengths[b]), int(ref[b, 0, 0] - mel[src, 0, 0])
+        assert torch.equal(ref[b, :, :n], mel[src, :, start : start + n])
+
+
+def test_other_references_train_and_change_the_loss():
+    torch.manual_seed(0)
+    model = FlowModel(FlowConfig(**TINY, reference="other"))
+    codes, lengths, mel = tiny_batch(seeds=(1, 2, 3))
+    same = model.loss(codes, lengths, mel, generator=torch.Generator().manual_seed(1))
+    other = model.loss(codes, lengths, mel, generator=torch.Generator().manual_seed(1), speakers=["a", "b", "a"])
+    assert torch.isfinite(other["loss"]) and not torch.allclose(same["loss"], other["loss"])
+    with pytest.raises(ValueError, match="reference must be one of"):
+        FlowConfig(reference="batch")
 
 
 def test_bad_input_is_refused():
