@@ -14,7 +14,7 @@ The model, after CosyVoice's flow (Du et al. 2024) at CPU size:
   guess of the mel, pulled towards the target by an L1 prior loss (``prior_weight``);
 * **speaker encoder**: mean and std over time of a small conv net on a *reference* clip's mel, through an
   MLP: one vector per clip, so any voice can be given at inference. Training takes a random segment of the
-  target utterance itself;
+  target utterance itself, or (``reference: other``) of another clip of the same speaker in the batch;
 * **estimator**: ``[x_t, mu, speaker]`` (``x_t`` and ``mu`` stacked into patches) -> velocity, ConvNeXt
   blocks modulated by the flow time and transformer layers, unstacked back to mel frames; trained on ``x_t = (1 - (1 - sigma_min) t) x0 + t x1`` to predict
   ``x1 - (1 - sigma_min) x0`` (masked MSE), at ``t`` uniform or cosine-scheduled;
@@ -73,7 +73,7 @@ class FlowConfig:
     # budgets it is intelligible thousands of steps sooner, see recipes/mini/README.md, "TTS")
     start: str = "prior"
     prior_noise: float = 0.5       # std of the noise around mu at the start (normalised mel units)
-    temperature: float = 1.0       # inference: scale of the start noise (mini: 0.5, measured clearer than 1.0)
+    temperature: float = 1.0       # inference: scale of the start noise (mini: 0, the ODE from mu itself)
     prior_weight: float = 1.0      # L1 of mu vs the target mel
     reference_min_fraction: float = 0.5  # training reference: a random segment of at least this much of the clip
     # training reference taken from: "self" (the target clip itself) or "other" (another clip of the same speaker
