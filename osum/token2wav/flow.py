@@ -232,11 +232,9 @@ def _random(kind: str, shape: tuple[int, ...], device: torch.device, generator: 
     return draw(shape, generator=generator).to(device)
 
 
-def reference_rows(speakers: Sequence[str | None] | None, generator: torch.Generator | None = None) -> list[int]:
+def reference_rows(speakers: Sequence[str | None], generator: torch.Generator | None = None) -> list[int]:
     """For each row, another row of the same speaker, drawn at random; the row itself when its speaker is
-    unknown (None) or has no other row (``speakers`` None: every row itself)."""
-    if speakers is None:
-        return []
+    unknown (None) or has no other row."""
     rows = []
     for b, who in enumerate(speakers):
         others = [j for j, o in enumerate(speakers) if j != b and who is not None and o == who]
@@ -252,7 +250,7 @@ def reference_segments(mel: torch.Tensor, lengths: torch.Tensor, min_fraction: f
     out = torch.zeros_like(mel)
     ref_lengths = torch.empty_like(lengths)
     for b in range(mel.shape[0]):
-        src = rows[b] if rows else b
+        src = b if rows is None else rows[b]
         n = int(lengths[src])
         low = max(1, math.ceil(min_fraction * n))
         size = int(torch.randint(low, n + 1, (1,), generator=generator))
@@ -325,7 +323,7 @@ class FlowModel(nn.Module):
             raise ValueError(f"flow: mel must be (batch, {cfg.n_mels}, {cfg.frames_per_code} x codes = "
                              f"{codes.shape[1] * cfg.frames_per_code}), got {tuple(mel.shape)}")
         if reference is None:
-            rows = reference_rows(speakers, generator) if cfg.reference == "other" else None
+            rows = reference_rows(speakers, generator) if cfg.reference == "other" and speakers else None
             reference, reference_lengths = reference_segments(mel, code_lengths * cfg.frames_per_code,
                                                               cfg.reference_min_fraction, generator, rows)
         mask, mu, speaker = self.conditions(codes, code_lengths, reference, reference_lengths)
