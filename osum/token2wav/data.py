@@ -14,6 +14,8 @@ position is not restored exactly), samples shuffled in a small buffer; the valid
   ``audio_member`` takes the audio from another member of the sample (``reply_flac``: a dialogue sample's
   reply speech, whose codes ``osum.speech_tokens extract --member reply_flac`` wrote).
   Longer than ``max_seconds``: cropped at a code boundary (a random one in training) and counted.
+  ``crop_fraction`` < 1 (training only): each clip is cut to a random window of at least that share of its codes,
+  so the flow cannot learn a whole sentence by heart, only sounds in a local context.
 * ``mode: vocoder``: ``audio`` (B, S) segments of ``segment_seconds`` (random offset in training; shorter
   clips padded with silence) and their ``mel`` (B, n_mels, S / hop). Codes are not needed.
 
@@ -69,10 +71,12 @@ class MelCodesStream(IterableDataset):
 
     def __init__(self, shards: list[str], mode: str, mel: MelConfig, batch_size: int, max_seconds: float,
                  segment_seconds: float, seed: int = 0, train: bool = True, buffer_size: int = 64,
-                 audio_member: str | None = None):
+                 audio_member: str | None = None, crop_fraction: float = 1.0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"token2wav data: mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"token2wav data: crop_fraction must be in (0, 1], got {crop_fraction}")
         if batch_size < 1:
             raise ValueError(f"token2wav data: batch_size must be >= 1, got {batch_size}")
         if max_seconds * CODE_RATE < 1 or segment_seconds * CODE_RATE < 1:
@@ -80,7 +84,7 @@ class MelCodesStream(IterableDataset):
                              f"({1 / CODE_RATE} s), got {max_seconds}, {segment_seconds}")
         self.shards, self.mode, self.mel = list(shards), mode, mel
         self.batch_size, self.seed, self.train, self.buffer_size = batch_size, seed, train, max(buffer_size, 1)
-        self.audio_member = audio_member
+        self.audio_member, self.crop_fraction = audio_member, crop_fraction
         self.max_codes = int(max_seconds * CODE_RATE)
         self.segment_codes = int(round(segment_seconds * CODE_RATE))
         self.rank, self.world = rank_and_world()  # captured in the main process, valid in every worker
@@ -106,6 +110,11 @@ class MelCodesStream(IterableDataset):
                        f"{len(codes)} codes cropped to {self.max_codes}")
             start = rng.randrange(len(codes) - self.max_codes + 1) if self.train else 0
             codes = codes[start : start + self.max_codes]
+            wav = wav[start * self.samples_per_code :]
+        if self.train and self.crop_fraction < 1.0:
+            size = rng.randint(max(1, math.ceil(self.crop_fraction * len(codes))), len(codes))
+            start = rng.randrange(len(codes) - size + 1)
+            codes = codes[start : start + size]
             wav = wav[start * self.samples_per_code :]
         wav = fit_to_codes(wav, len(codes), self.mel)
         # whose voice: the sample's speaker for its own audio; another member's voice (a dialogue reply) is not named
@@ -207,19 +216,24 @@ class MelCodesDataModule(L.LightningDataModule):
 
     def __init__(self, train: Any, valid: Any, batch_size: int = 16, max_seconds: float = 10.0,
                  num_workers: int = 2, seed: int = 0, mode: str = "flow", segment_seconds: float = 1.0,
-                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64, audio_member: str | None = None):
+                 mel: Mapping[str, Any] | None = None, buffer_size: int = 64, audio_member: str | None = None,
+                 crop_fraction: float = 1.0):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"data.mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 < crop_fraction <= 1.0:
+            raise ValueError(f"data.crop_fraction must be in (0, 1], got {crop_fraction}")
         self.mode, self.batch_size, self.max_seconds, self.segment_seconds = mode, batch_size, max_seconds, segment_seconds
         self.num_workers, self.seed, self.buffer_size, self.audio_member = num_workers, seed, buffer_size, audio_member
+        self.crop_fraction = crop_fraction
         self.mel = MelConfig.from_dict(dict(mel or {}))
         self.train_sets = resolve_shards(train) if train else []  # shard paths
         self.valid_shards = resolve_shards(valid) if valid else []
 
     def stream(self, shards: list[str], train: bool, seed: int | None = None) -> MelCodesStream:
         return MelCodesStream(shards, self.mode, self.mel, self.batch_size, self.max_seconds, self.segment_seconds,
-                              self.seed if seed is None else seed, train, self.buffer_size, self.audio_member)
+                              self.seed if seed is None else seed, train, self.buffer_size, self.audio_member,
+                              self.crop_fraction)
 
     def _loader(self, stream: MelCodesStream, train: bool) -> DataLoader:
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers,

@@ -120,3 +120,23 @@ def test_audio_member_reads_the_reply_speech_its_codes_belong_to(tmp_path):
     plain = MelCodesDataModule(train=str(tmp_path / "dlg"), valid=None, batch_size=8, num_workers=0)
     with pytest.raises(RuntimeError, match="speech_tokens_mismatch=4"):  # 15 codes' worth of user audio
         list(plain.stream(plain.train_sets, train=False))
+
+
+def test_training_crops_are_windows_of_at_least_crop_fraction(tts_root):
+    full = {k: c[:n].tolist() for b in module(tts_root).stream(module(tts_root).train_sets, train=False)
+            for k, c, n in zip(b["keys"], b["codes"], b["code_lengths"])}
+    dm = module(tts_root, crop_fraction=0.5, batch_size=3)
+    shorter = 0
+    for b in itertools.islice(iter(dm.train_dataloader()), 6):
+        assert torch.equal(b["mel_lengths"], 4 * b["code_lengths"]) and b["mel"].shape[-1] == 4 * b["codes"].shape[1]
+        for k, c, n in zip(b["keys"], b["codes"], b["code_lengths"].tolist()):
+            whole = full[k]
+            assert -(-len(whole) // 2) <= n <= len(whole)
+            window = c[:n].tolist()
+            assert any(whole[s : s + n] == window for s in range(len(whole) - n + 1))  # contiguous, in order
+            shorter += n < len(whole)
+    assert shorter > 0
+    valid = list(dm.stream(dm.train_sets, train=False))  # evaluation streams are never cropped
+    assert {k: c[:n].tolist() for b in valid for k, c, n in zip(b["keys"], b["codes"], b["code_lengths"])} == full
+    with pytest.raises(ValueError, match="crop_fraction"):
+        module(tts_root, crop_fraction=0.0)
