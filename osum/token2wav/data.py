@@ -105,15 +105,14 @@ class MelCodesStream(IterableDataset):
             return None
         if codes is None:
             return self._segment(sample.key, wav, rng)
-        if len(codes) > self.max_codes:
+        size = min(len(codes), self.max_codes)
+        if size < len(codes):
             skips.skip("cropped_too_long", sample.shard.rsplit("/", 1)[-1], sample.key,
                        f"{len(codes)} codes cropped to {self.max_codes}")
-            start = rng.randrange(len(codes) - self.max_codes + 1) if self.train else 0
-            codes = codes[start : start + self.max_codes]
-            wav = wav[start * self.samples_per_code :]
         if self.train and self.crop_fraction < 1.0:
-            size = rng.randint(max(1, math.ceil(self.crop_fraction * len(codes))), len(codes))
-            start = rng.randrange(len(codes) - size + 1)
+            size = rng.randint(max(1, math.ceil(self.crop_fraction * size)), size)
+        if size < len(codes):  # one window, at a random code boundary in training
+            start = rng.randrange(len(codes) - size + 1) if self.train else 0
             codes = codes[start : start + size]
             wav = wav[start * self.samples_per_code :]
         wav = fit_to_codes(wav, len(codes), self.mel)

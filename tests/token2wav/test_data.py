@@ -123,7 +123,8 @@ def test_audio_member_reads_the_reply_speech_its_codes_belong_to(tmp_path):
 
 
 def test_training_crops_are_windows_of_at_least_crop_fraction(tts_root):
-    full = {k: c[:n].tolist() for b in module(tts_root).stream(module(tts_root).train_sets, train=False)
+    whole_clips = module(tts_root)
+    full = {k: c[:n].tolist() for b in whole_clips.stream(whole_clips.train_sets, train=False)
             for k, c, n in zip(b["keys"], b["codes"], b["code_lengths"])}
     dm = module(tts_root, crop_fraction=0.5, batch_size=3)
     shorter = 0
