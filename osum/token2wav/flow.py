@@ -45,6 +45,7 @@ LEGACY_PATCH = 1
 LEGACY_START = "noise"  # configs written before ``start`` existed integrate from pure noise
 STARTS = ("noise", "prior")
 REFERENCES = ("self", "other")
+POSITIONS = ("sinusoid", "conv")
 
 
 @dataclass
@@ -55,6 +56,9 @@ class FlowConfig:
     patch: int = 4                 # mel frames per estimator position, a divisor of frames_per_code
     encoder_dim: int = 192
     encoder_layers: int = 3
+    # the code encoder's sense of order: "sinusoid" (absolute positions added to the code embeddings) or "conv"
+    # (none added: order only from its conv blocks, so attention sees neighbours, not a place in the sentence)
+    positions: str = "sinusoid"
     estimator_dim: int = 192
     estimator_blocks: int = 3
     heads: int = 4
@@ -98,6 +102,8 @@ class FlowConfig:
             raise ValueError(f"flow: reference_min_fraction must be in (0, 1], got {self.reference_min_fraction}")
         if self.steps < 0 or self.mel_std <= 0:
             raise ValueError("flow: steps must be >= 0 and mel_std > 0")
+        if self.positions not in POSITIONS:
+            raise ValueError(f"flow: positions must be one of {POSITIONS}, got {self.positions!r}")
         if self.reference not in REFERENCES:
             raise ValueError(f"flow: reference must be one of {REFERENCES}, got {self.reference!r}")
         if self.start not in STARTS or self.prior_noise < 0:
@@ -155,6 +161,7 @@ class CodeEncoder(nn.Module):
     def __init__(self, cfg: FlowConfig):
         super().__init__()
         d, self.up, self.patch = cfg.encoder_dim, cfg.frames_per_code // cfg.patch, cfg.patch
+        self.absolute_positions = cfg.positions == "sinusoid"
         self.embed = nn.Embedding(cfg.vocab_size, d)
         self.pre = ConvNeXtBlock(d, cfg.ffn_mult * d, cfg.kernel_size)
         self.layers = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.ffn_mult * d, cfg.dropout)
@@ -165,7 +172,8 @@ class CodeEncoder(nn.Module):
 
     def forward(self, codes: torch.Tensor, code_mask: torch.Tensor) -> torch.Tensor:
         h = self.embed(codes).transpose(1, 2)  # (B, d, N)
-        h = h + sinusoids(torch.arange(h.shape[-1], device=h.device), h.shape[1]).T[None]
+        if self.absolute_positions:
+            h = h + sinusoids(torch.arange(h.shape[-1], device=h.device), h.shape[1]).T[None]
         h = self.pre(h, code_mask)
         for layer in self.layers:
             h = layer(h, code_mask)

@@ -262,3 +262,22 @@ def test_bad_input_is_refused():
         FlowConfig.from_dict({"hidden": 3})
     with pytest.raises(ValueError, match="at least one code"):
         pad_codes([[1, 2], []])
+
+
+@pytest.mark.parametrize("positions", ["sinusoid", "conv"])
+def test_code_encoder_positions(positions):
+    """``sinusoid`` adds absolute positions to the code embeddings; ``conv`` adds none (order from the convs)."""
+    codes, lengths, mel = tiny_batch()
+    model = FlowModel(FlowConfig(**TINY, positions=positions))
+    seen = []
+    model.encoder.pre.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        model.conditions(codes, lengths, None, None)
+    embedded = model.encoder.embed(codes).transpose(1, 2)
+    added = seen[0] - embedded
+    expected = sinusoids(torch.arange(codes.shape[1]), 32).T[None] if positions == "sinusoid" else 0 * added
+    assert torch.allclose(added, expected.expand_as(added), atol=1e-6)
+    loss = model.loss(codes, lengths, mel)["loss"]
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="positions"):
+        FlowConfig(positions="rotary")
