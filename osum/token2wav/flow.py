@@ -8,7 +8,8 @@ The model, after CosyVoice's flow (Du et al. 2024) at CPU size:
   ``patch = 1`` (the original model, which old configs without ``patch`` still mean, see
   ``FlowConfig.from_dict``). Mel lengths are always ``frames_per_code`` x codes, so patching is exact;
   every interface (``conditions``, ``Estimator``, ``loss``, ``sample``) stays at the mel rate;
-* **code encoder**: an embedding of the 25 Hz codes, a conv block and a few transformer layers, repeated
+* **code encoder**: an embedding of the 25 Hz codes (plus absolute sinusoid positions, or none with
+  ``positions: conv``), a conv block and a few transformer layers, repeated
   ``frames_per_code / patch`` times to the patch rate (not at all for the default), a conv block there,
   projected to ``patch * n_mels`` per position and unstacked to ``mu`` (n_mels per mel frame): a first
   guess of the mel, pulled towards the target by an L1 prior loss (``prior_weight``);
