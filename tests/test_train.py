@@ -35,6 +35,7 @@ def test_two_steps_of_mini_recipe_then_decode(mini_data, tmp_path):
     assert losses and all(loss == loss and loss > 0 for loss in losses)
     assert any(r.get("val/loss") for r in rows)
     assert any(r.get("train/label_choice_loss") for r in rows)  # the recipe weights the label choice
+    assert any(r.get("train/voice_label_loss") for r in rows) and any(r.get("val/voice_acc_gender") for r in rows)
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))  # TensorBoard next to the CSV by default
     skipped = json.loads((run_dir / "skipped_samples_rank0.json").read_text())
     assert skipped["total"] == 0

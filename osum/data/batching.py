@@ -155,14 +155,15 @@ def collate(batch: list[Example], pad_id: int) -> dict:
     flattened in placeholder order (sample-major, turn order), N of them: ``mel`` (N, T, n_mels) and
     ``mel_lengths``, or with ``data.features: model`` ``audio`` / ``audio_lengths`` / ``spec_masks``;
     ``clip_keys`` (encoder-cache keys), ``clip_sample`` (the row of each clip), ``ctc_targets`` /
-    ``ctc_lengths`` (0 = none). Every clip entry is ``None`` (or absent) when no sample has audio.
+    ``ctc_lengths`` (0 = none); ``cropped``: per sample, whether its clip was cut to ``filters.max_seconds``. Every clip entry is ``None`` (or absent) when no sample has audio.
     """
     out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
            "output_type": batch[0].output_type, "group": batch[0].group,
            "input_ids": right_padded([torch.tensor(e.input_ids) for e in batch], pad_id),
            "text_targets": right_padded([torch.tensor(e.text_targets) for e in batch], IGNORE),
            "speech_targets": right_padded([torch.tensor(e.speech_targets) for e in batch], IGNORE),
-           "meta": [e.meta for e in batch], "audio_seconds": sum(e.seconds for e in batch),
+           "meta": [e.meta for e in batch], "cropped": [e.cropped_from is not None for e in batch],
+           "audio_seconds": sum(e.seconds for e in batch),
            "mel": None, "mel_lengths": None, "clip_keys": None, "clip_sample": None}
     clips = [c for e in batch for c in e.clips]
     if not clips:

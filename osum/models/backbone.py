@@ -62,6 +62,7 @@ class LabelChoices:
 
     kind_of_id: torch.Tensor  # (V,) kind index per text token id; -1: not a label tag
     ids: torch.Tensor  # (K, M) each kind's label token ids, padded with -1
+    id_of_label: tuple[dict[str, int], ...] = ()  # per kind: label ("FEMALE") -> its tag's token id
 
     def kinds(self, targets: torch.Tensor) -> torch.Tensor:
         """The kind index of each target token id (-1: not a label tag, ids outside the table included)."""
@@ -79,6 +80,26 @@ class LabelChoices:
         scores = logits[at].float().gather(1, candidates.clamp(min=0)).masked_fill(candidates < 0, float("-inf"))
         which = (candidates == targets[at][:, None]).float().argmax(1)
         return F.cross_entropy(scores, which, reduction="sum"), at.sum()
+
+    def voice_loss(self, voice: torch.Tensor, label_ids: torch.Tensor,
+                   table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The voice-label loss: each clip's utterance embedding (N, d) scored against the (detached) token
+        embeddings ``table`` of each kind's labels; ``label_ids`` (N, K) holds the clip's label token id per kind
+        (-1: unknown). Summed cross-entropy, and per kind the labelled clips and the correct argmaxes (K,)."""
+        ids = self.ids.to(voice.device)
+        known = label_ids >= 0  # (N, K)
+        loss = voice.new_zeros((), dtype=torch.float32)
+        counts, hits = known.sum(0), torch.zeros(ids.shape[0], device=voice.device)
+        for k in range(ids.shape[0]):
+            rows = known[:, k]
+            if not bool(rows.any()):
+                continue
+            candidates = ids[k][ids[k] >= 0]
+            scores = voice[rows].float() @ table[candidates].detach().float().T  # (n, labels of kind k)
+            which = (candidates[None] == label_ids[rows, k][:, None]).float().argmax(1)
+            loss = loss + F.cross_entropy(scores, which, reduction="sum")
+            hits[k] = (scores.argmax(1) == which).sum()
+        return loss, counts, hits
 
 
 class SpeechLLM(nn.Module):
@@ -154,19 +175,25 @@ class SpeechLLM(nn.Module):
                       keys: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) log-mel -> (B, S, hidden) speech embeddings and their lengths; with an utterance
         embedding, each clip's last (or first) embedding is its pooled encoder output (``osum.models.utterance``)."""
+        speech, lengths, _ = self.encode_speech_and_voice(mel, mel_lengths, keys)
+        return speech, lengths
+
+    def encode_speech_and_voice(self, mel: torch.Tensor, mel_lengths: torch.Tensor, keys: list[str] | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``encode_speech`` and each clip's utterance embedding (N, hidden), or None without one."""
         if self.use_encoder_cache and keys is not None and is_frozen(self.encoder):
             enc, enc_lengths = self._encoder_with_cache(mel, mel_lengths, keys)
         else:
             enc, enc_lengths = self._run_encoder(mel, mel_lengths)
         speech, lengths = self.adapter(enc, enc_lengths)
         if self.utterance is None:
-            return speech, lengths
+            return speech, lengths, None
         voice = self.utterance(enc, enc_lengths).to(speech.dtype)
         if not self.utterance_last:
-            return torch.cat([voice[:, None], speech], 1), lengths + 1
+            return torch.cat([voice[:, None], speech], 1), lengths + 1, voice
         rows = torch.arange(len(lengths), device=speech.device)
         out = torch.cat([speech, torch.zeros_like(speech[:, :1])], 1).index_put((rows, lengths), voice)
-        return out, lengths + 1
+        return out, lengths + 1, voice
 
     # ------------------------------------------------------------------ embedding of laid-out ids
     def check_vocab(self, vocab: SpeechVocab) -> None:
@@ -221,12 +248,15 @@ class SpeechLLM(nn.Module):
         ``input_ids``, ``text_targets``, ``speech_targets``: (B, L), laid out by ``osum.template``; ``mel``
         (N, T, n_mels) and ``mel_lengths`` (N,): one row per speech clip, in placeholder order; ``clip_keys``
         name the clips for the frozen-encoder cache; ``ctc_targets`` (N, U) / ``ctc_lengths`` (N,) per clip;
-        ``label_choices``: also the label-choice loss of the text head (``HeadLoss.choice_loss_sum``)."""
+        ``label_choices``: also the label-choice loss of the text head (``HeadLoss.choice_loss_sum``). With an
+        utterance embedding, ``voice``: each clip's (N, hidden), for the voice-label loss (``LabelChoices.voice_loss``)."""
         speech = speech_lengths = None
         out: dict[str, Any] = {"used": set()}
         if mel is not None:
-            speech, speech_lengths = self.encode_speech(mel, mel_lengths, clip_keys)
+            speech, speech_lengths, voice = self.encode_speech_and_voice(mel, mel_lengths, clip_keys)
             out["used"] |= {"encoder", "adapter", "utterance"}
+            if voice is not None:
+                out["voice"] = voice
             if self.ctc is not None and ctc_targets is not None:
                 out["ctc_loss"], out["ctc_tokens"] = self.ctc(
                     speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)

@@ -21,12 +21,17 @@ from osum.models.backbone import LabelChoices, build_backbone
 from osum.stages.faults import NonFiniteError, NonFiniteSteps  # noqa: F401  (NonFiniteError: re-exported)
 from osum.stages.schedule import adamw_with_schedule
 from osum.tasks import TaskRegistry
+from osum.tasks.labels import canonical
 from osum.tasks.labels import tag as tag_string
+from osum.tasks.registry import UTTERANCE_LABELS
 from osum.template import SpeechVocab
 
 log = logging.getLogger("osum")
 
 HEADS = ("text", "speech")
+# Losses beside the heads', weighted by model.loss_weights (0: off): tags, the label-choice loss at label positions;
+# voice, the voice-label loss of every labelled clip's utterance embedding (LabelChoices in osum.models.backbone)
+EXTRA_LOSSES = ("tags", "voice")
 
 
 def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float, float, float]]:
@@ -42,24 +47,46 @@ def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float,
 
 def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str], LabelChoices | None]:
     """Label kinds, and for the label tags that are one token of this tokenizer their token ids per kind
-    (``LabelChoices``: monitoring and the label-choice loss); tags split into pieces are left out."""
+    (``LabelChoices``: monitoring, the label-choice and the voice-label losses); tags split into pieces are left out."""
     label_sets = TaskRegistry.from_config(**dict(rendering)).rendering.label_sets
     kinds = sorted(label_sets)
     kind_of_id = torch.full((len(tokenizer),), -1, dtype=torch.long)
-    ids_per_kind: list[list[int]] = []
+    id_of_label: list[dict[str, int]] = []
     for k, kind in enumerate(kinds):
-        ids_per_kind.append([])
+        id_of_label.append({})
         for label in label_sets[kind]:
             ids = tokenizer.encode(tag_string(label), add_special_tokens=False)
             if len(ids) == 1 and ids[0] < len(kind_of_id):
                 kind_of_id[ids[0]] = k
-                ids_per_kind[-1].append(ids[0])
-    if not any(ids_per_kind):
+                id_of_label[-1][label] = ids[0]
+    if not any(id_of_label):
         return kinds, None
-    table = torch.full((len(kinds), max(map(len, ids_per_kind))), -1, dtype=torch.long)
-    for k, ids in enumerate(ids_per_kind):
-        table[k, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    return kinds, LabelChoices(kind_of_id, table)
+    table = torch.full((len(kinds), max(map(len, id_of_label))), -1, dtype=torch.long)
+    for k, ids in enumerate(id_of_label):
+        table[k, : len(ids)] = torch.tensor(list(ids.values()), dtype=torch.long)
+    return kinds, LabelChoices(kind_of_id, table, tuple(id_of_label))
+
+
+def clip_label_ids(batch: Mapping[str, Any], kinds: list[str], choices: LabelChoices) -> torch.Tensor | None:
+    """(N, K): each clip's label tag token id per kind, from its sample's ``labels``; -1 where unknown: a history
+    clip, a kind the sample lacks or holds several of, a label that is not one token, the events of a cropped
+    clip (they may lie in the cut part). None for a batch without clips."""
+    keys = batch.get("clip_keys")
+    if not keys:
+        return None
+    out = torch.full((len(keys), len(kinds)), -1, dtype=torch.long)
+    cropped = batch.get("cropped") or [False] * len(batch["keys"])
+    for i, (key, row) in enumerate(zip(keys, batch["clip_sample"].tolist())):
+        if key != batch["keys"][row]:  # a history turn's clip: its labels are not the sample's
+            continue
+        labels = batch["meta"][row].get("labels") or {}
+        for k, kind in enumerate(kinds):
+            raw = labels.get(kind) if isinstance(labels, Mapping) else None
+            values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
+            if len(values) != 1 or (kind not in UTTERANCE_LABELS and cropped[row]):
+                continue
+            out[i, k] = choices.id_of_label[k].get(canonical(kind, str(values[0])), -1)
+    return out
 
 
 def model_inputs(batch: Mapping[str, Any], n_mels: int) -> dict[str, Any]:
@@ -97,15 +124,18 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         self.backbone, self.tokenizer = build_backbone(model)
         self.backbone.check_vocab(SpeechVocab(int(((text or {}).get("template") or {}).get("speech_codes", 4096))))
         weights = dict(model.get("loss_weights") or {})
-        unknown = sorted(set(weights) - {*HEADS, "tags"})
+        unknown = sorted(set(weights) - {*HEADS, *EXTRA_LOSSES})
         if unknown:
-            raise ValueError(f"model.loss_weights: unknown key(s) {unknown}; the keys are {[*HEADS, 'tags']}")
+            raise ValueError(f"model.loss_weights: unknown key(s) {unknown}; the keys are {[*HEADS, *EXTRA_LOSSES]}")
         self.loss_weights = {h: float(weights.get(h, 1.0)) for h in HEADS}
         self._idle: dict[int, torch.nn.Parameter] | None = None  # parameters no micro-batch of this step used
-        self.loss_weights["tags"] = float(weights.get("tags", 0.0))  # the label-choice loss: off unless asked
+        self.loss_weights.update({k: float(weights.get(k, 0.0)) for k in EXTRA_LOSSES})  # off unless asked
         self.tag_kinds, self._labels = tag_token_kinds(self.tokenizer, (text or {}).get("rendering") or {})
-        if self.loss_weights["tags"] and self._labels is None:
-            raise ValueError("model.loss_weights.tags: no label tag is a single token of this tokenizer")
+        for key in EXTRA_LOSSES:
+            if self.loss_weights[key] and self._labels is None:
+                raise ValueError(f"model.loss_weights.{key}: no label tag is a single token of this tokenizer")
+        if self.loss_weights["voice"] and self.backbone.utterance is None:
+            raise ValueError("model.loss_weights.voice trains the utterance embedding: set model.utterance_slots: 1")
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
         self.run_dir = run_dir
         self.skips = SkipCounter()
@@ -132,8 +162,14 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         choices = self._labels if self.loss_weights["tags"] else None
         out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), label_choices=choices)
         heads = [out[h] for h in HEADS]
-        counts = [h.n_tokens for h in heads] + ([out["text"].n_choices] if choices is not None else [])
-        tokens = self._global_tokens(torch.stack(counts))
+        voice = None
+        if self.loss_weights["voice"] and "voice" in out:
+            voice = self._labels.voice_loss(out["voice"], clip_label_ids(batch, self.tag_kinds, self._labels),
+                                            self.backbone.text_embed.weight)
+        none = heads[0].n_tokens.new_zeros(())
+        choice_count = out["text"].n_choices if choices is not None else none
+        voice_count = voice[1].sum() if voice is not None else none
+        tokens = self._global_tokens(torch.stack([h.n_tokens for h in heads] + [choice_count, voice_count]))
         # DDP averages gradients over ranks: scale so that each head's loss is its mean over all its supervised
         # tokens; the mean over ranks of what is logged is then the global mean, the same on every rank.
         loss = heads[0].loss_sum.new_zeros(())
@@ -143,10 +179,17 @@ class StageBase(NonFiniteSteps, L.LightningModule):
                 loss = loss + self.loss_weights[name] * head_loss
                 self.log(f"train/loss_{name}", head_loss.detach(), batch_size=bs, sync_dist=True)
                 self.log(f"train/acc_{name}", head.n_correct.float() / head.n_tokens.clamp(min=1), batch_size=bs)
-        if choices is not None and tokens[-1] > 0:  # which label, among its kind's (LabelChoices)
-            choice_loss = out["text"].choice_loss_sum * self.trainer.world_size / tokens[-1]
+        if choices is not None and tokens[-2] > 0:  # which label, among its kind's (LabelChoices)
+            choice_loss = out["text"].choice_loss_sum * self.trainer.world_size / tokens[-2]
             self.log("train/label_choice_loss", choice_loss.detach(), batch_size=bs, sync_dist=True)
             loss = loss + self.loss_weights["tags"] * choice_loss
+        if voice is not None and tokens[-1] > 0:  # every labelled clip's voice embedding against its labels
+            voice_loss = voice[0] * self.trainer.world_size / tokens[-1]
+            self.log("train/voice_label_loss", voice_loss.detach(), batch_size=bs, sync_dist=True)
+            loss = loss + self.loss_weights["voice"] * voice_loss
+            for kind, n, hits in zip(self.tag_kinds, voice[1].tolist(), voice[2].tolist()):
+                if n:
+                    self.log(f"train/voice_acc_{kind}", hits / n, batch_size=1)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=bs, sync_dist=True)
         if "ctc_loss" in out:  # auxiliary: this rank's mean per transcript token, averaged over ranks by DDP
             self.log("train/ctc_loss", out["ctc_loss"].detach(), prog_bar=True, batch_size=bs)
@@ -194,6 +237,11 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         sums.update({f"head:{h}": (float(out[h].loss_sum), float(out[h].n_tokens), float(out[h].n_correct))
                      for h in HEADS})
         sums.update({f"tag:{kind}": values for kind, values in self._tag_stats(out["text"]).items()})
+        if self.loss_weights["voice"] and "voice" in out:  # what the voice embedding alone says of each kind
+            _, counts, hits = self._labels.voice_loss(out["voice"], clip_label_ids(batch, self.tag_kinds, self._labels),
+                                                      self.backbone.text_embed.weight)
+            sums.update({f"voice:{kind}": (0.0, float(n), float(h))
+                         for kind, n, h in zip(self.tag_kinds, counts.tolist(), hits.tolist()) if n})
         for key, values in sums.items():
             acc = self._val_sums.setdefault(key, [0.0, 0.0, 0.0])
             for i, v in enumerate(values):
@@ -228,6 +276,8 @@ class StageBase(NonFiniteSteps, L.LightningModule):
             if key.startswith("tag:") and t_tokens:
                 self.log(f"val/tag_loss_{key[4:]}", t_loss / t_tokens)
                 self.log(f"val/tag_acc_{key[4:]}", t_correct / t_tokens)
+            if key.startswith("voice:") and t_tokens:
+                self.log(f"val/voice_acc_{key[6:]}", t_correct / t_tokens)
             if key.startswith("task:"):
                 self.log(f"val/loss_{task_metric_name(key.removeprefix('task:'))}", t_loss / max(t_tokens, 1))
 

@@ -184,3 +184,24 @@ def test_label_choice_loss_is_the_cross_entropy_among_the_kinds_labels(tokenizer
     want = torch.nn.functional.cross_entropy(logits, torch.zeros(int(sel.sum()), dtype=torch.long), reduction="sum")
     assert int(text.n_choices) == int(sel.sum()) == 2  # one label position per sample
     assert text.choice_loss_sum.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_voice_label_loss_scores_each_clips_voice_against_its_labels_embeddings(tokenizer_dir, tokenizer):
+    model, _ = make(tokenizer_dir, utterance_slots=1)
+    batch = batch_for(model, tokenizer)
+    one, two, three = tokenizer.encode("one two three", add_special_tokens=False)[:3]
+    kind_of_id = torch.full((len(tokenizer),), -1)
+    kind_of_id[[one, two]], kind_of_id[three] = 0, 1
+    choices = LabelChoices(kind_of_id, torch.tensor([[one, two], [three, -1]]))
+    _, _, voice = model.encode_speech_and_voice(batch["mel"], batch["mel_lengths"])
+    assert voice.shape == (2, model.text_embed.weight.shape[1])
+    labels = torch.tensor([[two, three], [one, -1]])  # clip 1 has no label of kind 1
+    loss, counts, hits = choices.voice_loss(voice, labels, model.text_embed.weight)
+    table = model.text_embed.weight
+    scores = voice @ table[[one, two]].T
+    want = torch.nn.functional.cross_entropy(scores, torch.tensor([1, 0]), reduction="sum")  # kind 1: one label, CE 0
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert counts.tolist() == [2, 1] and hits[1] == 1 and hits[0] == (scores.argmax(1) == torch.tensor([1, 0])).sum()
+    model.zero_grad()
+    loss.backward()  # it trains the voice path only, not the token embeddings it is scored against
+    assert model.utterance.proj.weight.grad.abs().sum() > 0 and model.text_embed.weight.grad is None
