@@ -28,6 +28,7 @@ MODEL = {
                      "target_modules": ["q_proj", "v_proj", "down_proj"]}},
     "speech_token_num": 4097,
     "freeze": ["^speech_head\\."],
+    "utterance_slots": 1, "voice_fusion": True,  # the voice embedding is exported, and its fusion decodes alike
 }
 RENDERING = {"prompt_file": None, "answer_separator": "<开始回答>", "time_decimals": 1, "lowercase": True,
              "label_sets": None}
@@ -37,7 +38,7 @@ TASKS = ["<TRANSCRIBE>", "<TRANSCRIBE> <GENDER>", "<TRANSCRIBE> <EMOTION>"]
 def text_side(tokenizer_dir: str) -> dict:
     """The text-side config of the tiny stages: the repository's ChatML template, the test rendering."""
     template = yaml.safe_load((ROOT / "configs" / "template" / "chatml.yaml").read_text())
-    template["utterance_slots"] = 0  # an interpolation of model.utterance_slots in a composed config
+    template["utterance_slots"] = MODEL["utterance_slots"]  # an interpolation of model.utterance_slots in a composed config
     return {"tokenizer": tokenizer_dir, "template": template, "rendering": RENDERING}
 
 
@@ -67,7 +68,7 @@ def audios(seed: int = 0) -> list[np.ndarray]:
 
 def test_folder_layout_and_config(trained):
     _, out = trained
-    for name in ("osum.yaml", "encoder.safetensors", "adapter.safetensors", "speech.safetensors",
+    for name in ("osum.yaml", "encoder.safetensors", "adapter.safetensors", "speech.safetensors", "utterance.safetensors",
                  "llm/config.json", "llm/model.safetensors", "llm/chat_template.jinja", "tokenizer/tokenizer.json"):
         assert (out / name).is_file(), name
     config = yaml.safe_load((out / "osum.yaml").read_text())
@@ -96,6 +97,9 @@ def test_export_generates_exactly_what_the_checkpoint_generates(trained):
     ckpt, out = trained
     from_ckpt, from_export = SpeechAssistant.from_checkpoint(str(ckpt)), SpeechAssistant.load(str(out))
     assert "lora" not in "".join(n for n, _ in from_export.backbone.named_parameters())
+    for assistant in (from_ckpt, from_export):  # the fused label ids come back from the text side
+        assert assistant.backbone.voice_fusion and assistant.backbone.fusion_label_ids is not None
+    torch.testing.assert_close(from_export.backbone.utterance.proj.weight, from_ckpt.backbone.utterance.proj.weight)
     ids = []
     for assistant in (from_ckpt, from_export):
         speech, lengths = assistant.speech(audios())

@@ -35,6 +35,7 @@ from torch import nn
 
 from osum.models.backbone import build_backbone
 from osum.models.encoder import WhisperEncoder
+from osum.models.labels import tag_token_kinds
 from osum.models.llm import base_model
 from osum.models.weights import load_folder_state_dict, load_with_report
 from osum.text import load_tokenizer, text_config
@@ -140,9 +141,13 @@ def encoder_sizes(encoder: WhisperEncoder) -> dict[str, int]:
 
 
 def part_modules(backbone: nn.Module) -> dict[str, nn.Module]:
-    """The non-LLM modules of a backbone, by file name (``speech``: speech_embed + speech_head)."""
-    return {"encoder": backbone.encoder, "adapter": backbone.adapter,
-            "speech": nn.ModuleDict({"speech_embed": backbone.speech_embed, "speech_head": backbone.speech_head})}
+    """The non-LLM modules of a backbone, by file name (``speech``: speech_embed + speech_head; ``utterance``: the
+    voice embedding and its statistics, where the model has one)."""
+    parts = {"encoder": backbone.encoder, "adapter": backbone.adapter,
+             "speech": nn.ModuleDict({"speech_embed": backbone.speech_embed, "speech_head": backbone.speech_head})}
+    if backbone.utterance is not None:
+        parts["utterance"] = backbone.utterance
+    return parts
 
 
 def merged_llm(llm: nn.Module) -> nn.Module:
@@ -203,8 +208,9 @@ def export_state_dict(directory: str | Path) -> dict[str, torch.Tensor]:
 
     directory = Path(directory)
     state = {f"llm.{k}": v for k, v in load_folder_state_dict(directory / "llm").items()}
-    for part, prefix in (("encoder", "encoder."), ("adapter", "adapter."), ("speech", "")):
-        state.update({prefix + k: v for k, v in load_file(str(directory / f"{part}.safetensors")).items()})
+    for part, prefix in (("encoder", "encoder."), ("adapter", "adapter."), ("speech", ""), ("utterance", "utterance.")):
+        if part != "utterance" or (directory / f"{part}.safetensors").exists():
+            state.update({prefix + k: v for k, v in load_file(str(directory / f"{part}.safetensors")).items()})
     return state
 
 
@@ -227,6 +233,9 @@ def load_backbone(path: str | Path, device: str | torch.device = "cpu") -> tuple
         backbone, text_cfg = load_export(path)
     else:
         backbone, _, text_cfg = load_checkpoint(path)
+    if backbone.voice_fusion:  # the label tags' token ids, as the stage gave them in training
+        _, choices = tag_token_kinds(load_tokenizer(text_cfg["tokenizer"]), text_cfg.get("rendering") or {})
+        backbone.use_label_ids(choices.ids if choices is not None else None)
     return backbone.to(device).eval(), text_cfg
 
 

@@ -19,11 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from osum.models.adapter import Adapter
 from osum.models.ctc import EmbeddingCTC
 from osum.models.encoder import WhisperEncoder, length_groups, lengths_to_mask
 from osum.models.freezing import apply_freezing, is_frozen
+from osum.models.labels import LabelChoices, label_bias
 from osum.models.llm import apply_lora, base_model, build_llm, trainable_token_ids
 from osum.models.utterance import UtteranceEmbedding
 from osum.template import IGNORE, SPEECH, SpeechVocab
@@ -54,58 +56,10 @@ class HeadLoss:
                    zeros.sum(), zeros.sum().long())
 
 
-@dataclass
-class LabelChoices:
-    """Which text tokens are label tags, and each kind's labels. At a position whose target is a label tag the
-    label-choice loss is the cross-entropy among that kind's labels only (``<MALE>`` against ``<FEMALE>``): it
-    trains which label, not whether a tag comes now, so weighting it does not make transcripts end early."""
-
-    kind_of_id: torch.Tensor  # (V,) kind index per text token id; -1: not a label tag
-    ids: torch.Tensor  # (K, M) each kind's label token ids, padded with -1
-    id_of_label: tuple[dict[str, int], ...] = ()  # per kind: label ("FEMALE") -> its tag's token id
-
-    def kinds(self, targets: torch.Tensor) -> torch.Tensor:
-        """The kind index of each target token id (-1: not a label tag, ids outside the table included)."""
-        table = self.kind_of_id.to(targets.device)
-        return torch.where(targets < len(table), table[targets.clamp(max=len(table) - 1)], -1)
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed label-choice cross-entropy and the number of label positions among (N, V) logits."""
-        ids = self.ids.to(targets.device)
-        kinds = self.kinds(targets)
-        at = kinds >= 0
-        if not bool(at.any()):
-            return logits.new_zeros((), dtype=torch.float32), at.sum()
-        candidates = ids[kinds[at]]  # (n, M)
-        scores = logits[at].float().gather(1, candidates.clamp(min=0)).masked_fill(candidates < 0, float("-inf"))
-        which = (candidates == targets[at][:, None]).float().argmax(1)
-        return F.cross_entropy(scores, which, reduction="sum"), at.sum()
-
-    def voice_loss(self, voice: torch.Tensor, label_ids: torch.Tensor,
-                   table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The voice-label loss: each clip's utterance embedding (N, d) scored against the (detached) token
-        embeddings ``table`` of each kind's labels; ``label_ids`` (N, K) holds the clip's label token id per kind
-        (-1: unknown). Summed cross-entropy, and per kind the labelled clips and the correct argmaxes (K,)."""
-        ids = self.ids.to(voice.device)
-        known = label_ids >= 0  # (N, K)
-        loss = voice.new_zeros((), dtype=torch.float32)
-        counts, hits = known.sum(0), torch.zeros(ids.shape[0], device=voice.device)
-        for k in range(ids.shape[0]):
-            rows = known[:, k]
-            if not bool(rows.any()):
-                continue
-            candidates = ids[k][ids[k] >= 0]
-            scores = voice[rows].float() @ table[candidates].detach().float().T  # (n, labels of kind k)
-            which = (candidates[None] == label_ids[rows, k][:, None]).float().argmax(1)
-            loss = loss + F.cross_entropy(scores, which, reduction="sum")
-            hits[k] = (scores.argmax(1) == which).sum()
-        return loss, counts, hits
-
-
 class SpeechLLM(nn.Module):
     def __init__(self, encoder: WhisperEncoder, adapter: Adapter, llm: nn.Module, speech_token_num: int = 4097,
                  encoder_cache: bool = False, ctc_weight: float = 0.0, encoder_sub_batches: int = 1,
-                 utterance_embedding: bool = False, utterance_last: bool = True):
+                 utterance_embedding: bool = False, utterance_last: bool = True, voice_fusion: bool = False):
         super().__init__()
         self.encoder, self.adapter, self.llm = encoder, adapter, llm
         hidden = base_model(llm).config.hidden_size
@@ -124,6 +78,25 @@ class SpeechLLM(nn.Module):
         # transcript loss, ~93% of the tokens, shapes it: an optional extra embedding per clip keeps it apart.
         self.utterance = UtteranceEmbedding(encoder.d_model, hidden) if utterance_embedding else None
         self.utterance_last = utterance_last  # after the clip's frames (next to the answer) instead of before them
+        if voice_fusion and self.utterance is None:
+            raise ValueError("model.voice_fusion adds the utterance embedding's label scores: set model.utterance_slots: 1")
+        self.voice_fusion = voice_fusion
+        self.fusion_label_ids: torch.Tensor | None = None  # (K, M) label token ids per kind (use_label_ids)
+
+    def use_label_ids(self, ids: torch.Tensor | None) -> None:
+        """The label tags' token ids per kind (``LabelChoices.ids``), which ``voice_fusion`` biases."""
+        self.fusion_label_ids = ids
+
+    def voice_label_bias(self, speech: torch.Tensor | None, speech_lengths: torch.Tensor | None,
+                         n_samples: int) -> torch.Tensor | None:
+        """(B, V) text-logit bias of ``voice_fusion`` (``osum.models.labels.label_bias``) from each sample's
+        utterance embedding, read back from its slot in ``speech``; None when off or when a sample has other
+        than one clip (dialogue history: the bias is for single-clip understanding)."""
+        if not self.voice_fusion or self.fusion_label_ids is None or speech is None or speech.shape[0] != n_samples:
+            return None
+        rows = torch.arange(speech.shape[0], device=speech.device)
+        voice = speech[rows, speech_lengths - 1] if self.utterance_last else speech[:, 0]
+        return label_bias(voice, self.fusion_label_ids, self.text_embed.weight)
 
     # ------------------------------------------------------------------ pieces of the LLM
     @property
@@ -223,13 +196,16 @@ class SpeechLLM(nn.Module):
     # ------------------------------------------------------------------ training
     @staticmethod
     def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, sel: torch.Tensor,
-                   choices: LabelChoices | None = None) -> HeadLoss:
-        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere), and
-        with ``choices`` the label-choice loss at its label positions."""
+                   choices: LabelChoices | None = None, bias: torch.Tensor | None = None) -> HeadLoss:
+        """Cross-entropy of ``head`` at the selected positions only (never the whole vocabulary everywhere), with
+        ``bias`` (B, V) added to each sample's logits, and with ``choices`` the label-choice loss at its label
+        positions."""
         logits = head(hidden[sel])
+        sample_of_token = sel.nonzero()[:, 0]
+        if bias is not None:
+            logits = logits + bias[sample_of_token].to(logits.dtype)
         ce = F.cross_entropy(logits.float(), targets[sel], reduction="none")
         choice = choices.loss(logits, targets[sel]) if choices is not None else (None, None)
-        sample_of_token = sel.nonzero()[:, 0]
         per_sample = torch.zeros(targets.shape[0], device=ce.device).index_add_(0, sample_of_token, ce.detach())
         hits = (logits.argmax(-1) == targets[sel]).float()
         per_sample_correct = torch.zeros_like(per_sample).index_add_(0, sample_of_token, hits)
@@ -262,6 +238,7 @@ class SpeechLLM(nn.Module):
                     speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
                 out["used"].add("ctc")
         emb = self.embed(input_ids, speech, speech_lengths)
+        bias = self.voice_label_bias(speech, speech_lengths, input_ids.shape[0])
         if bool((input_ids <= -2).any()):
             out["used"].add("speech_embed")
         # Padding is only at the right: causal attention never lets a real token see it, so no mask is needed.
@@ -269,7 +246,8 @@ class SpeechLLM(nn.Module):
         for name, head, targets in (("text", self.text_head, text_targets), ("speech", self.speech_head, speech_targets)):
             sel = None if targets is None else targets != IGNORE
             if sel is not None and bool(sel.any()):
-                out[name] = self._head_loss(head, hidden, targets, sel, label_choices if name == "text" else None)
+                out[name] = self._head_loss(head, hidden, targets, sel, *((label_choices, bias) if name == "text"
+                                                                          else (None, None)))
                 out["used"].add(f"{name}_head")
             else:
                 out[name] = HeadLoss.empty(input_ids.shape[0], hidden)
@@ -304,6 +282,9 @@ class SpeechLLM(nn.Module):
             ids[i, width - len(p):] = torch.tensor(p, device=device)
             mask[i, width - len(p):] = 1
         emb = self.embed(ids, speech, speech_lengths)
+        bias = self.voice_label_bias(speech, speech_lengths, len(prompts))
+        if bias is not None:
+            generate_kwargs["logits_processor"] = LogitsProcessorList([AddRowBias(bias)])
         out = self.llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,
                                 num_beams=num_beams, do_sample=False, eos_token_id=eos_id, pad_token_id=pad_id,
                                 **generate_kwargs)
@@ -312,6 +293,17 @@ class SpeechLLM(nn.Module):
             row = row[width:] if len(row) > max_new_tokens else row  # some versions return the prompt too
             results.append(row[: row.index(eos_id)] if eos_id in row else row)
         return results
+
+
+class AddRowBias(LogitsProcessor):
+    """Adds row ``i``'s bias (B, V) to the scores of prompt ``i`` (each of its beams) at every generated step."""
+
+    def __init__(self, bias: torch.Tensor):
+        self.bias = bias
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        bias = self.bias.repeat_interleave(scores.shape[0] // self.bias.shape[0], 0)
+        return scores + bias[:, : scores.shape[1]].to(scores.dtype)
 
 
 def _utterance_last(position: str) -> bool:
@@ -353,6 +345,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
                       encoder_cache=cfg.get("encoder_cache", False), ctc_weight=float(cfg.get("ctc_weight", 0.0)),
                       encoder_sub_batches=int(cfg.get("encoder_sub_batches", 1)),
                       utterance_embedding=bool(cfg.get("utterance_slots", 0)),
-                      utterance_last=_utterance_last(cfg.get("utterance_position", "last")))
+                      utterance_last=_utterance_last(cfg.get("utterance_position", "last")),
+                      voice_fusion=bool(cfg.get("voice_fusion", False)))
     apply_freezing(model, list(cfg.get("freeze") or []), list(cfg.get("unfreeze") or []))
     return model, tokenizer

@@ -251,6 +251,7 @@ def generate(model: nn.Module, prompts: list[list[int]], speech: torch.Tensor | 
     heads = {TEXT: (model.text_head, text_sampling), SPEECH_PHASE: (model.speech_head, speech_sampling)}
 
     emb = model.embed(ids, speech, speech_lengths)
+    bias = model.voice_label_bias(speech, speech_lengths, n)  # voice fusion: label-token logits per row, or None
     cache_name = _cache_argument(model.decoder)
     cache = None  # the decoder makes its DynamicCache (with its config's layer types) on the first call
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -266,7 +267,10 @@ def generate(model: nn.Module, prompts: list[list[int]], speech: torch.Tensor | 
             if not idx:
                 continue
             sel = torch.tensor(idx, device=device)
-            tokens[sel] = next_tokens(head(hidden[sel]), seen[phase][sel], sampling, generator)
+            logits = head(hidden[sel])
+            if phase == TEXT and bias is not None:  # voice fusion (SpeechLLM.voice_label_bias)
+                logits = logits + bias[sel].to(logits.dtype)
+            tokens[sel] = next_tokens(logits, seen[phase][sel], sampling, generator)
             seen[phase][sel, tokens[sel]] = True
             is_speech[sel] = phase == SPEECH_PHASE
         for i, token in enumerate(tokens.tolist()):

@@ -17,12 +17,11 @@ import torch.distributed as dist
 from osum.data.features import apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
 from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
-from osum.models.backbone import LabelChoices, build_backbone
+from osum.models.backbone import build_backbone
+from osum.models.labels import LabelChoices, tag_token_kinds
 from osum.stages.faults import NonFiniteError, NonFiniteSteps  # noqa: F401  (NonFiniteError: re-exported)
 from osum.stages.schedule import adamw_with_schedule
-from osum.tasks import TaskRegistry
 from osum.tasks.labels import canonical
-from osum.tasks.labels import tag as tag_string
 from osum.tasks.registry import UTTERANCE_LABELS
 from osum.template import SpeechVocab
 
@@ -43,28 +42,6 @@ def per_task(tasks: list[str], out: Mapping[str, Any]) -> dict[str, tuple[float,
         idx = [i for i, t in enumerate(tasks) if t == tag]
         result[tag] = (float(loss[idx].sum()), float(tokens[idx].sum()), float(correct[idx].sum()))
     return result
-
-
-def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str], LabelChoices | None]:
-    """Label kinds, and for the label tags that are one token of this tokenizer their token ids per kind
-    (``LabelChoices``: monitoring, the label-choice and the voice-label losses); tags split into pieces are left out."""
-    label_sets = TaskRegistry.from_config(**dict(rendering)).rendering.label_sets
-    kinds = sorted(label_sets)
-    kind_of_id = torch.full((len(tokenizer),), -1, dtype=torch.long)
-    id_of_label: list[dict[str, int]] = []
-    for k, kind in enumerate(kinds):
-        id_of_label.append({})
-        for label in label_sets[kind]:
-            ids = tokenizer.encode(tag_string(label), add_special_tokens=False)
-            if len(ids) == 1 and ids[0] < len(kind_of_id):
-                kind_of_id[ids[0]] = k
-                id_of_label[-1][label] = ids[0]
-    if not any(id_of_label):
-        return kinds, None
-    table = torch.full((len(kinds), max(map(len, id_of_label))), -1, dtype=torch.long)
-    for k, ids in enumerate(id_of_label):
-        table[k, : len(ids)] = torch.tensor(list(ids.values()), dtype=torch.long)
-    return kinds, LabelChoices(kind_of_id, table, tuple(id_of_label))
 
 
 def clip_label_ids(batch: Mapping[str, Any], kinds: list[str], choices: LabelChoices) -> torch.Tensor | None:
@@ -134,6 +111,9 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         for key in EXTRA_LOSSES:
             if self.loss_weights[key] and self._labels is None:
                 raise ValueError(f"model.loss_weights.{key}: no label tag is a single token of this tokenizer")
+        if self.backbone.voice_fusion and self._labels is None:
+            raise ValueError("model.voice_fusion: no label tag is a single token of this tokenizer")
+        self.backbone.use_label_ids(self._labels.ids if self._labels is not None else None)
         if self.loss_weights["voice"] and self.backbone.utterance is None:
             raise ValueError("model.loss_weights.voice trains the utterance embedding: set model.utterance_slots: 1")
         self.optim_cfg, self.sched_cfg = dict(optim), dict(scheduler)
