@@ -99,6 +99,6 @@ def label_bias(voice: torch.Tensor, ids: torch.Tensor, table: torch.Tensor) -> t
     valid = ids >= 0
     scores = torch.einsum("nd,kmd->nkm", voice.float(), table.detach()[ids.clamp(min=0)].float())
     mean = (scores * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
-    centred = (scores - mean)[:, valid]  # (N, labels)
+    centred = (scores - mean)[:, valid].float()  # (N, labels); float also under autocast
     return voice.new_zeros(voice.shape[0], table.shape[0], dtype=torch.float32).index_put(
         (torch.arange(voice.shape[0], device=voice.device)[:, None], ids[valid][None]), centred)
