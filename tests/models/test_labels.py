@@ -16,7 +16,7 @@ def test_label_bias_is_each_kinds_scores_centred_at_its_label_columns():
     voice = torch.randn(3, 4)
     bias = label_bias(voice, ids, table)
     assert bias.shape == (3, 12)
-    for k, labels in enumerate(([2, 5, 7], [9, 3])):
+    for labels in ([2, 5, 7], [9, 3]):
         scores = voice @ table[labels].T
         torch.testing.assert_close(bias[:, labels], scores - scores.mean(1, keepdim=True))
     others = [i for i in range(12) if i not in (2, 5, 7, 9, 3)]
