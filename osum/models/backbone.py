@@ -87,12 +87,16 @@ class SpeechLLM(nn.Module):
         """The label tags' token ids per kind (``LabelChoices.ids``), which ``voice_fusion`` biases."""
         self.fusion_label_ids = ids
 
-    def voice_label_bias(self, speech: torch.Tensor | None, speech_lengths: torch.Tensor | None,
-                         n_samples: int) -> torch.Tensor | None:
+    def voice_label_bias(self, input_ids: torch.Tensor, speech: torch.Tensor | None,
+                         speech_lengths: torch.Tensor | None) -> torch.Tensor | None:
         """(B, V) text-logit bias of ``voice_fusion`` (``osum.models.labels.label_bias``) from each sample's
-        utterance embedding, read back from its slot in ``speech``; None when off or when a sample has other
-        than one clip (dialogue history: the bias is for single-clip understanding)."""
-        if not self.voice_fusion or self.fusion_label_ids is None or speech is None or speech.shape[0] != n_samples:
+        utterance embedding, read back from its slot in ``speech``; None when off or when a row of ``input_ids``
+        holds other than one clip (dialogue history: the bias is for single-clip understanding)."""
+        if not self.voice_fusion or self.fusion_label_ids is None or speech is None:
+            return None
+        slots = input_ids == SPEECH
+        clips_per_row = (slots[:, 1:] & ~slots[:, :-1]).sum(1) + slots[:, 0]  # runs of placeholders
+        if not bool((clips_per_row == 1).all()):
             return None
         rows = torch.arange(speech.shape[0], device=speech.device)
         voice = speech[rows, speech_lengths - 1] if self.utterance_last else speech[:, 0]
@@ -238,7 +242,7 @@ class SpeechLLM(nn.Module):
                     speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
                 out["used"].add("ctc")
         emb = self.embed(input_ids, speech, speech_lengths)
-        bias = self.voice_label_bias(speech, speech_lengths, input_ids.shape[0])
+        bias = self.voice_label_bias(input_ids, speech, speech_lengths)
         if bool((input_ids <= -2).any()):
             out["used"].add("speech_embed")
         # Padding is only at the right: causal attention never lets a real token see it, so no mask is needed.
@@ -282,7 +286,7 @@ class SpeechLLM(nn.Module):
             ids[i, width - len(p):] = torch.tensor(p, device=device)
             mask[i, width - len(p):] = 1
         emb = self.embed(ids, speech, speech_lengths)
-        bias = self.voice_label_bias(speech, speech_lengths, len(prompts))
+        bias = self.voice_label_bias(ids, speech, speech_lengths)
         if bias is not None:
             generate_kwargs["logits_processor"] = LogitsProcessorList([AddRowBias(bias)])
         out = self.llm.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=max_new_tokens,

@@ -251,7 +251,7 @@ def generate(model: nn.Module, prompts: list[list[int]], speech: torch.Tensor | 
     heads = {TEXT: (model.text_head, text_sampling), SPEECH_PHASE: (model.speech_head, speech_sampling)}
 
     emb = model.embed(ids, speech, speech_lengths)
-    bias = model.voice_label_bias(speech, speech_lengths, n)  # voice fusion: label-token logits per row, or None
+    bias = model.voice_label_bias(ids, speech, speech_lengths)  # voice fusion: label-token logits per row, or None
     cache_name = _cache_argument(model.decoder)
     cache = None  # the decoder makes its DynamicCache (with its config's layer types) on the first call
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -29,7 +29,7 @@ log = logging.getLogger("osum")
 
 HEADS = ("text", "speech")
 # Losses beside the heads', weighted by model.loss_weights (0: off): tags, the label-choice loss at label positions;
-# voice, the voice-label loss of every labelled clip's utterance embedding (LabelChoices in osum.models.backbone)
+# voice, the voice-label loss of every labelled clip's utterance embedding (LabelChoices in osum.models.labels)
 EXTRA_LOSSES = ("tags", "voice")
 
 

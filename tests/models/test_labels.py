@@ -44,6 +44,9 @@ def test_voice_fusion_picks_the_label_its_voice_scores_and_both_generation_paths
     theirs = model.generate(prompts, speech, lengths, eos_id=10**6, pad_id=tokenizer.pad_token_id, max_new_tokens=3)
     assert [g.text_ids for g in ours] == theirs
     assert [row[0] for row in theirs] == [male, female]
+    two_clips = torch.tensor([prompts[0] + [SPEECH, 0, SPEECH]])  # a row with two clips (history): no bias
+    assert model.voice_label_bias(torch.tensor([prompts[0]]), speech[:1], lengths[:1]) is not None
+    assert model.voice_label_bias(two_clips, speech[:1], lengths[:1]) is None
     model.voice_fusion = False  # without it the same prompts do not name those labels
     plain = model.generate(prompts, speech, lengths, eos_id=10**6, pad_id=tokenizer.pad_token_id, max_new_tokens=3)
     assert [row[0] for row in plain] != [male, female]
