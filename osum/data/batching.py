@@ -155,7 +155,8 @@ def collate(batch: list[Example], pad_id: int) -> dict:
     flattened in placeholder order (sample-major, turn order), N of them: ``mel`` (N, T, n_mels) and
     ``mel_lengths``, or with ``data.features: model`` ``audio`` / ``audio_lengths`` / ``spec_masks``;
     ``clip_keys`` (encoder-cache keys), ``clip_sample`` (the row of each clip), ``ctc_targets`` /
-    ``ctc_lengths`` (0 = none); ``cropped``: per sample, whether its clip was cut to ``filters.max_seconds``. Every clip entry is ``None`` (or absent) when no sample has audio.
+    ``ctc_lengths`` (0 = none); ``cropped``: per sample, whether its clip was cut to ``filters.max_seconds``.
+    Every clip entry is ``None`` (or absent) when no sample has audio.
     """
     out = {"keys": [e.key for e in batch], "shards": [e.shard for e in batch], "tasks": [e.task for e in batch],
            "output_type": batch[0].output_type, "group": batch[0].group,

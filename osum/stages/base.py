@@ -21,7 +21,7 @@ from osum.models.backbone import build_backbone
 from osum.models.labels import LabelChoices, tag_token_kinds
 from osum.stages.faults import NonFiniteError, NonFiniteSteps  # noqa: F401  (NonFiniteError: re-exported)
 from osum.stages.schedule import adamw_with_schedule
-from osum.tasks.labels import canonical
+from osum.tasks import TaskRegistry
 from osum.tasks.registry import UTTERANCE_LABELS
 from osum.template import SpeechVocab
 
@@ -56,13 +56,11 @@ def clip_label_ids(batch: Mapping[str, Any], kinds: list[str], choices: LabelCho
     for i, (key, row) in enumerate(zip(keys, batch["clip_sample"].tolist())):
         if key != batch["keys"][row]:  # a history turn's clip: its labels are not the sample's
             continue
-        labels = batch["meta"][row].get("labels") or {}
         for k, kind in enumerate(kinds):
-            raw = labels.get(kind) if isinstance(labels, Mapping) else None
-            values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
+            values = TaskRegistry.labels_of(batch["meta"][row], kind)
             if len(values) != 1 or (kind not in UTTERANCE_LABELS and cropped[row]):
                 continue
-            out[i, k] = choices.id_of_label[k].get(canonical(kind, str(values[0])), -1)
+            out[i, k] = choices.id_of_label[k].get(values[0], -1)
     return out
 
 

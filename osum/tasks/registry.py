@@ -290,8 +290,11 @@ class TaskRegistry:
         text = " ".join(str(sample.get("txt") or "").split())
         return text.lower() if self.rendering.lowercase else text
 
-    def labels_of(self, sample: Mapping, kind: str) -> list[str]:
-        raw = (sample.get("labels") or {}).get(kind)
+    @staticmethod
+    def labels_of(sample: Mapping, kind: str) -> list[str]:
+        """The sample's labels of ``kind``, canonical (a list for events, one or none for the others)."""
+        labels = sample.get("labels")
+        raw = labels.get(kind) if isinstance(labels, Mapping) else None
         values = raw if isinstance(raw, list) else ([] if raw in (None, "") else [raw])
         return [canonical(kind, str(v)) for v in values]
 
