@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from osum.template import IGNORE, SequenceBuilder, Turn
+from osum.template import IGNORE, SequenceBuilder, TemplateConfig, Turn
 
 
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -15,9 +15,9 @@ def pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 
 def text_batch(tokenizer, frames=(90, 57), target: str = "one two", instruction: str = "Transcribe the speech.",
-               n_mels: int = 80) -> dict:
+               n_mels: int = 80, utterance_slots: int = 0) -> dict:
     """One speech clip per sample (random log-mel of ``frames`` frames), an understanding target each."""
-    builder = SequenceBuilder(tokenizer)
+    builder = SequenceBuilder(tokenizer, TemplateConfig(utterance_slots=utterance_slots))
     seqs = [builder.build("text", [Turn.spoken(builder.speech_length(f), instruction, text=target)]) for f in frames]
     return {"input_ids": pad([s.input_ids for s in seqs], tokenizer.pad_token_id),
             "text_targets": pad([s.text_targets for s in seqs], IGNORE),

@@ -238,8 +238,11 @@ class SpeechLLM(nn.Module):
             if voice is not None:
                 out["voice"] = voice
             if self.ctc is not None and ctc_targets is not None:
+                frames, frame_lengths = speech, speech_lengths
+                if voice is not None:  # CTC aligns the frames only, not the clip's utterance embedding
+                    frames, frame_lengths = (speech if self.utterance_last else speech[:, 1:]), speech_lengths - 1
                 out["ctc_loss"], out["ctc_tokens"] = self.ctc(
-                    speech, speech_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
+                    frames, frame_lengths, self.text_embed.weight, ctc_targets, ctc_lengths)
                 out["used"].add("ctc")
         emb = self.embed(input_ids, speech, speech_lengths)
         bias = self.voice_label_bias(input_ids, speech, speech_lengths)

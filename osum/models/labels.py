@@ -6,6 +6,11 @@ not). ``LabelChoices`` holds each kind's label token ids: the label-choice loss 
 among its kind's), the voice-label loss (an utterance embedding scored against its labels' token embeddings),
 and the monitoring of tag positions. ``label_bias`` turns utterance embeddings into additive logits on label
 tokens, centred within each kind: the LLM decides when a label is said, the voice path shifts which one.
+
+Both score a clip by ``voice_scores``: the cosine between its utterance embedding and a label's token embedding,
+times ``VOICE_SCALE``. A raw dot product is unbounded: the utterance projection has a wide fan-in, so at a high
+learning rate a few Adam steps moved the scores by tens: at lr 3e-3 the voice loss rose to 60 per clip against a
+text loss of 4, and took the clipped gradient from the transcript.
 """
 
 from __future__ import annotations
@@ -19,6 +24,17 @@ import torch.nn.functional as F
 
 from osum.tasks import TaskRegistry
 from osum.tasks.labels import tag as tag_string
+
+VOICE_SCALE = 10.0  # cosine -> logit: a two-label kind's scores differ by at most 20
+
+
+def voice_scores(voice: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``VOICE_SCALE`` x the cosine of each utterance embedding (N, d) with each label embedding (..., d), in
+    float32 (also under autocast): (N, ...). The label embeddings are read, not trained, through it."""
+    with torch.autocast(voice.device.type, enabled=False):
+        v = F.normalize(voice.float(), dim=-1)
+        t = F.normalize(labels.detach().float(), dim=-1)
+        return VOICE_SCALE * torch.einsum("nd,...d->n...", v, t)
 
 
 @dataclass
@@ -50,7 +66,7 @@ class LabelChoices:
 
     def voice_loss(self, voice: torch.Tensor, label_ids: torch.Tensor,
                    table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The voice-label loss: each clip's utterance embedding (N, d) scored against the (detached) token
+        """The voice-label loss: each clip's utterance embedding (N, d) scored (``voice_scores``) against the token
         embeddings ``table`` of each kind's labels; ``label_ids`` (N, K) holds the clip's label token id per kind
         (-1: unknown). Summed cross-entropy, and per kind the labelled clips and the correct argmaxes (K,)."""
         ids = self.ids.to(voice.device)
@@ -62,7 +78,7 @@ class LabelChoices:
             if not bool(rows.any()):
                 continue
             candidates = ids[k][ids[k] >= 0]
-            scores = voice[rows].float() @ table[candidates].detach().float().T  # (n, labels of kind k)
+            scores = voice_scores(voice[rows], table[candidates])  # (n, labels of kind k)
             which = (candidates[None] == label_ids[rows, k][:, None]).float().argmax(1)
             loss = loss + F.cross_entropy(scores, which, reduction="sum")
             hits[k] = (scores.argmax(1) == which).sum()
@@ -93,12 +109,13 @@ def tag_token_kinds(tokenizer, rendering: Mapping[str, Any]) -> tuple[list[str],
 
 def label_bias(voice: torch.Tensor, ids: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """(N, V) additive logits: for each utterance embedding (N, d) and each kind's label ids (K, M, -1 padded), the
-    scores ``voice . table[label]`` minus their mean over the kind's labels at those labels' columns, 0 elsewhere.
+    scores ``voice_scores(voice, table[label])`` minus their mean over the kind's labels at those labels' columns,
+    0 elsewhere.
     Centring leaves the kind's total as the LLM put it (to first order): the bias moves which label, not whether."""
     ids = ids.to(voice.device)
     valid = ids >= 0
-    scores = torch.einsum("nd,kmd->nkm", voice.float(), table.detach()[ids.clamp(min=0)].float())
+    scores = voice_scores(voice, table[ids.clamp(min=0)])  # (N, K, M)
     mean = (scores * valid).sum(-1, keepdim=True) / valid.sum(-1, keepdim=True).clamp(min=1)
-    centred = (scores - mean)[:, valid].float()  # (N, labels); float also under autocast
+    centred = (scores - mean)[:, valid]  # (N, labels)
     return voice.new_zeros(voice.shape[0], table.shape[0], dtype=torch.float32).index_put(
         (torch.arange(voice.shape[0], device=voice.device)[:, None], ids[valid][None]), centred)

@@ -8,6 +8,7 @@ from batches import pad, text_batch
 from tiny_models import TINY_MODEL, tiny_model
 
 from osum.models.backbone import LabelChoices, build_backbone
+from osum.models.labels import VOICE_SCALE
 from osum.template import SequenceBuilder, SpeechVocab, Text, Turn, speech_table_id
 
 
@@ -198,10 +199,28 @@ def test_voice_label_loss_scores_each_clips_voice_against_its_labels_embeddings(
     labels = torch.tensor([[two, three], [one, -1]])  # clip 1 has no label of kind 1
     loss, counts, hits = choices.voice_loss(voice, labels, model.text_embed.weight)
     table = model.text_embed.weight
-    scores = voice @ table[[one, two]].T
+    cosine = torch.nn.functional.cosine_similarity(voice[:, None], table[[one, two]][None], dim=-1)
+    scores = VOICE_SCALE * cosine  # bounded: a large utterance embedding does not make the loss large
     want = torch.nn.functional.cross_entropy(scores, torch.tensor([1, 0]), reduction="sum")  # kind 1: one label, CE 0
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert counts.tolist() == [2, 1] and hits[1] == 1 and hits[0] == (scores.argmax(1) == torch.tensor([1, 0])).sum()
     model.zero_grad()
     loss.backward()  # it trains the voice path only, not the token embeddings it is scored against
     assert model.utterance.proj.weight.grad.abs().sum() > 0 and model.text_embed.weight.grad is None
+
+
+@pytest.mark.parametrize("position", ["last", "first"])
+def test_ctc_aligns_the_frames_not_the_utterance_embedding(tokenizer_dir, tokenizer, position):
+    model, _ = make(tokenizer_dir, utterance_slots=1, utterance_position=position, ctc_weight=0.5)
+    batch = text_batch(tokenizer, utterance_slots=1)
+    spoken = tokenizer.encode("one two", add_special_tokens=False)
+    batch.update(ctc_targets=torch.tensor([spoken, spoken]), ctc_lengths=torch.tensor([len(spoken)] * 2))
+    out = model(**batch)
+    speech, lengths, _ = model.encode_speech_and_voice(batch["mel"], batch["mel_lengths"])
+    frames = speech if position == "last" else speech[:, 1:]
+    want, _ = model.ctc(frames, lengths - 1, model.text_embed.weight, batch["ctc_targets"], batch["ctc_lengths"])
+    assert out["ctc_loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    model.zero_grad()
+    out["ctc_loss"].backward()
+    assert model.utterance.proj.weight.grad is None or model.utterance.proj.weight.grad.abs().sum() == 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.adapter.parameters())

@@ -6,7 +6,7 @@ from tiny_models import tiny_model
 
 from osum.models.backbone import build_backbone
 from osum.models.generation import GREEDY, PhasePlan, generate
-from osum.models.labels import label_bias
+from osum.models.labels import VOICE_SCALE, label_bias
 from osum.template import SPEECH, speech_table_id
 
 
@@ -17,10 +17,13 @@ def test_label_bias_is_each_kinds_scores_centred_at_its_label_columns():
     bias = label_bias(voice, ids, table)
     assert bias.shape == (3, 12)
     for labels in ([2, 5, 7], [9, 3]):
-        scores = voice @ table[labels].T
+        scores = VOICE_SCALE * torch.nn.functional.cosine_similarity(voice[:, None], table[labels][None], dim=-1)
         torch.testing.assert_close(bias[:, labels], scores - scores.mean(1, keepdim=True))
     others = [i for i in range(12) if i not in (2, 5, 7, 9, 3)]
     assert bias[:, others].abs().sum() == 0
+    huge = label_bias(1e6 * voice, ids, table)  # scores are bounded: the scale of the embedding does not matter
+    torch.testing.assert_close(huge, bias)
+    assert huge.abs().max() <= 2 * VOICE_SCALE
 
 
 def test_voice_fusion_picks_the_label_its_voice_scores_and_both_generation_paths_agree(tokenizer_dir, tokenizer):

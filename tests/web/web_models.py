@@ -145,7 +145,7 @@ def train(*overrides: str, config_dir: Path | None = None) -> None:
         raise AssertionError(f"osum.train failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
 
 
-def train_web_models(mini_data: Path, out: Path, understanding_steps: int = 80,
+def train_web_models(mini_data: Path, out: Path, understanding_steps: int = 160,
                      dialogue_steps: int = 120) -> dict[str, Path]:
     """Train the three models under ``out``; returns the paths {"understanding", "dialogue", "flow", "test_wav"}."""
     data, exp, conf = out / "data", out / "exp", out / "conf"
