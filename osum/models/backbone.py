@@ -335,7 +335,7 @@ def build_backbone(cfg: Mapping[str, Any]) -> tuple[SpeechLLM, Any]:
                                  gradient_checkpointing=enc_cfg.get("gradient_checkpointing", False))
     llm = build_llm(llm_cfg.get("path"), llm_cfg.get("config"), vocab_size=len(tokenizer),
                     dtype=llm_cfg.get("dtype", "float32"),
-                    attn_implementation=llm_cfg.get("attn_implementation", "sdpa"))
+                    attn_implementation=llm_cfg.get("attn_implementation", "sdpa"), tokenizer=tokenizer)
     if llm_cfg.get("gradient_checkpointing"):
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = llm_cfg.get("lora") or {}

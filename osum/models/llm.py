@@ -15,8 +15,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: int,
-              dtype: str = "float32", attn_implementation: str = "sdpa") -> nn.Module:
-    """From a local folder (``path``) with its weights, or from a config dict with random weights."""
+              dtype: str = "float32", attn_implementation: str = "sdpa", tokenizer=None) -> nn.Module:
+    """From a local folder (``path``) with its weights, or from a config dict with random weights. A folder's
+    table grows to ``vocab_size`` for the tokenizer's added tokens (``grow_rows``)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if dtype not in DTYPES:
@@ -27,7 +28,7 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
         if rows < vocab_size:  # a tokenizer with added tokens (osum.convert add-tags)
             log.info("growing the embedding table of %s from %d to %d rows for the tokenizer's added tokens",
                      path, rows, vocab_size)
-            grow_rows(llm, rows, vocab_size)
+            grow_rows(llm, rows, vocab_size, tokenizer)
         return llm
     if not config:
         raise ValueError("model.llm needs either path (a local Hugging Face folder) or config (sizes)")
@@ -40,13 +41,26 @@ def build_llm(path: str | None, config: Mapping[str, Any] | None, vocab_size: in
 
 
 @torch.no_grad()
-def grow_rows(llm: nn.Module, rows: int, vocab_size: int) -> None:
-    """Grow the input (and an untied output) table from ``rows`` to ``vocab_size`` rows, each new row the mean of
-    the old ones: the same rows on every rebuild, so a checkpoint that leaves out the frozen base finds them again."""
+def grow_rows(llm: nn.Module, rows: int, vocab_size: int, tokenizer=None) -> None:
+    """Grow the input (and an untied output) table from ``rows`` to ``vocab_size`` rows. Each new row is the mean
+    of the old rows of its token's word (``<FEMALE>``: the pieces of "female"), or of all old rows where its word
+    has none: label tags start apart, as their words are (the voice path scores clips by the cosine to these rows:
+    rows all equal would score every label alike). The same rows on every rebuild, so a checkpoint that leaves out
+    the frozen base finds them again."""
     llm.resize_token_embeddings(vocab_size, mean_resizing=False)
     tables = {id(m.weight): m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None}
     for weight in tables.values():
         weight[rows:] = weight[:rows].mean(0)
+        for i in range(rows, vocab_size) if tokenizer is not None else ():
+            pieces = [j for j in word_pieces(tokenizer, i) if j < rows]
+            if pieces:
+                weight[i] = weight[pieces].mean(0)
+
+
+def word_pieces(tokenizer, token_id: int) -> list[int]:
+    """The ids of an added token's word under the tokenizer: ``<SOUND_EVENT>`` -> the pieces of "sound event"."""
+    word = str(tokenizer.convert_ids_to_tokens(token_id)).strip("<>").replace("_", " ").lower()
+    return tokenizer.encode(word, add_special_tokens=False) if word else []
 
 
 def apply_lora(llm: nn.Module, r: int, alpha: int, dropout: float, target_modules: list[str],

@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, Qwen2Config
 from osum.convert.tokens import add_tag_tokens
 from osum.export import export
 from osum.models.artifacts import load_backbone
-from osum.models.llm import base_model
+from osum.models.llm import base_model, build_llm
 from osum.tasks.labels import every_tag
 from osum.text import load_tokenizer
 
@@ -47,6 +47,10 @@ def test_added_tags_are_one_trainable_token_each_through_checkpoint_and_export(t
     backbone.zero_grad()
     loss.backward()
     assert backbone.get_parameter(deltas[0]).grad.abs().sum() > 0
+    # under peft's trainable tokens the table's weight (what the voice path scores against) has the trained rows
+    with torch.no_grad():
+        backbone.get_parameter(deltas[0])[tag_rows.index("<SURPRISE>")] += 1.0
+    torch.testing.assert_close(backbone.text_embed.weight[surprise], backbone.text_embed(torch.tensor([surprise]))[0])
     # a trainable-only checkpoint keeps the trained rows; the export merges them into a plain table
     ckpt = write_checkpoint(stage, tmp_path / "tags.ckpt")
     loaded, _ = load_backbone(ckpt)
@@ -55,3 +59,21 @@ def test_added_tags_are_one_trainable_token_each_through_checkpoint_and_export(t
     exported, _ = load_backbone(export(ckpt, tmp_path / "exported"))
     row = base_model(exported.llm).get_input_embeddings().weight[surprise]
     torch.testing.assert_close(row, backbone.text_embed(torch.tensor([surprise]))[0].detach())
+
+
+def test_grown_rows_start_at_their_words_embedding(tokenizer, tokenizer_dir, tmp_path):
+    """<SURPRISE> starts at the mean embedding of the pieces of "surprise": label tags start apart, as their words are."""
+    folder, added = add_tag_tokens(tokenizer_dir, tmp_path / "tokenizer")
+    grown = load_tokenizer(str(folder))
+    AutoModelForCausalLM.from_config(Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=64, tie_word_embeddings=True)).save_pretrained(tmp_path / "llm")
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "llm").get_input_embeddings().weight.detach()
+    table = build_llm(str(tmp_path / "llm"), None, len(grown), tokenizer=grown).get_input_embeddings().weight
+    new_tags = [t for t in added if t.strip("<>").isalpha()]
+    assert len(new_tags) > 1
+    for tag in new_tags:
+        pieces = tokenizer.encode(tag.strip("<>").lower(), add_special_tokens=False)
+        torch.testing.assert_close(table[grown.convert_tokens_to_ids(tag)], base[pieces].mean(0), msg=tag)
+    assert not torch.allclose(*(table[grown.convert_tokens_to_ids(t)] for t in new_tags[:2]))
+    torch.testing.assert_close(table[: len(tokenizer)], base)
