@@ -135,6 +135,11 @@ class SpeechLLM(nn.Module):
                 out[idx, : part.shape[1]] = part
             return out, self.encoder.output_lengths(mel_lengths)
 
+    def encoder_cached(self, key: str) -> bool:
+        """Whether the encoder output of clip ``key`` is kept (``encoder_cache`` with a frozen encoder): its log-mel
+        is not needed."""
+        return self.use_encoder_cache and key in self._encoder_cache and is_frozen(self.encoder)
+
     def _encoder_with_cache(self, mel, mel_lengths, keys):
         """Frozen-encoder outputs are deterministic per sample: reuse them across epochs by key."""
         missing = [i for i, k in enumerate(keys) if k not in self._encoder_cache]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import lightning as L
 import torch
 import torch.distributed as dist
 
-from osum.data.features import apply_spec_masks, log_mel_batch
+from osum.data.features import HOP, apply_spec_masks, log_mel_batch
 from osum.data.skips import SkipCounter
 from osum.models.artifacts import leave_out_frozen_base, restore_frozen_base
 from osum.models.backbone import build_backbone
@@ -64,21 +64,32 @@ def clip_label_ids(batch: Mapping[str, Any], kinds: list[str], choices: LabelCho
     return out
 
 
-def model_inputs(batch: Mapping[str, Any], n_mels: int) -> dict[str, Any]:
+def model_inputs(batch: Mapping[str, Any], n_mels: int, cached: Callable[[str], bool] | None = None) -> dict[str, Any]:
     """A loader batch -> the tensors ``SpeechLLM.forward`` takes. With ``data.features: model`` the batch holds
     waveforms: their log-mel is computed here on the batch's device (float32 even under autocast) with the
-    SpecAugment masks the loader drew."""
+    SpecAugment masks the loader drew, only for the clips whose key ``cached`` denies (the frozen encoder's outputs of
+    the others are kept: their rows stay zero, at their lengths), so from the second epoch on no clip costs a log-mel."""
     mel, mel_lengths = batch.get("mel"), batch.get("mel_lengths")
+    keys = batch.get("clip_keys", batch.get("keys"))
     if mel is None and batch.get("audio") is not None:
-        audio = batch["audio"]
+        audio, lengths = batch["audio"], batch["audio_lengths"]
+        need = list(range(len(lengths))) if cached is None or keys is None else [
+            i for i, k in enumerate(keys) if not cached(k)]
         with torch.autocast(device_type=audio.device.type, enabled=False):
-            mel, mel_lengths = log_mel_batch(audio, batch["audio_lengths"], n_mels)
+            if len(need) == len(lengths):
+                mel, mel_lengths = log_mel_batch(audio, lengths, n_mels)
+            else:
+                mel_lengths = lengths.to(audio.device) // HOP
+                mel = audio.new_zeros(len(lengths), audio.shape[1] // HOP, n_mels, dtype=torch.float32)
+                if need:
+                    idx = torch.tensor(need, device=audio.device)
+                    part, _ = log_mel_batch(audio[idx, : int(lengths[idx].max())], lengths[idx], n_mels)
+                    mel[idx, : part.shape[1]] = part
             if batch.get("spec_masks") is not None:
                 mel = apply_spec_masks(mel, batch["spec_masks"])
     return {"input_ids": batch["input_ids"], "text_targets": batch["text_targets"],
             "speech_targets": batch.get("speech_targets"), "mel": mel, "mel_lengths": mel_lengths,
-            "clip_keys": batch.get("clip_keys", batch.get("keys")), "ctc_targets": batch.get("ctc_targets"),
-            "ctc_lengths": batch.get("ctc_lengths")}
+            "clip_keys": keys, "ctc_targets": batch.get("ctc_targets"), "ctc_lengths": batch.get("ctc_lengths")}
 
 
 def task_metric_name(tag: str) -> str:
@@ -138,7 +149,7 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
         choices = self._labels if self.loss_weights["tags"] else None
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels), label_choices=choices)
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.encoder_cached), label_choices=choices)
         heads = [out[h] for h in HEADS]
         voice = None
         if self.loss_weights["voice"] and "voice" in out:
@@ -210,7 +221,7 @@ class StageBase(NonFiniteSteps, L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._last_step_time = None  # do not count validation time as training throughput
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels))
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.encoder_cached))
         sums = {f"task:{tag}": values for tag, values in per_task(batch["tasks"], out).items()}
         sums.update({f"head:{h}": (float(out[h].loss_sum), float(out[h].n_tokens), float(out[h].n_correct))
                      for h in HEADS})
