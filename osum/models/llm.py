@@ -58,7 +58,8 @@ def grow_rows(llm: nn.Module, rows: int, vocab_size: int, tokenizer=None) -> Non
 
 
 def word_pieces(tokenizer, token_id: int) -> list[int]:
-    """The ids of an added token's word under the tokenizer: ``<SOUND_EVENT>`` -> the pieces of "sound event"."""
+    """The ids of an added token's word under the tokenizer: its text without the angle brackets, lower case,
+    underscores as spaces (``<FEMALE>`` -> the pieces of "female")."""
     word = str(tokenizer.convert_ids_to_tokens(token_id)).strip("<>").replace("_", " ").lower()
     return tokenizer.encode(word, add_special_tokens=False) if word else []
 
