@@ -12,7 +12,7 @@ map onto the same module.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,10 +135,10 @@ class SpeechLLM(nn.Module):
                 out[idx, : part.shape[1]] = part
             return out, self.encoder.output_lengths(mel_lengths)
 
-    def encoder_cached(self, key: str) -> bool:
-        """Whether the encoder output of clip ``key`` is kept (``encoder_cache`` with a frozen encoder): its log-mel
+    def cached_clip_keys(self) -> Container[str]:
+        """The clips whose encoder output is kept and used (``encoder_cache`` with a frozen encoder): their log-mel
         is not needed."""
-        return self.use_encoder_cache and key in self._encoder_cache and is_frozen(self.encoder)
+        return self._encoder_cache if self.use_encoder_cache and is_frozen(self.encoder) else ()
 
     def _encoder_with_cache(self, mel, mel_lengths, keys):
         """Frozen-encoder outputs are deterministic per sample: reuse them across epochs by key."""

@@ -48,11 +48,12 @@ def grow_rows(llm: nn.Module, rows: int, vocab_size: int, tokenizer=None) -> Non
     rows all equal would score every label alike). The same rows on every rebuild, so a checkpoint that leaves out
     the frozen base finds them again."""
     llm.resize_token_embeddings(vocab_size, mean_resizing=False)
+    words = {} if tokenizer is None else {i: [j for j in word_pieces(tokenizer, i) if j < rows]
+                                          for i in range(rows, vocab_size)}
     tables = {id(m.weight): m.weight for m in (llm.get_input_embeddings(), llm.get_output_embeddings()) if m is not None}
     for weight in tables.values():
         weight[rows:] = weight[:rows].mean(0)
-        for i in range(rows, vocab_size) if tokenizer is not None else ():
-            pieces = [j for j in word_pieces(tokenizer, i) if j < rows]
+        for i, pieces in words.items():
             if pieces:
                 weight[i] = weight[pieces].mean(0)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Container, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,17 +64,17 @@ def clip_label_ids(batch: Mapping[str, Any], kinds: list[str], choices: LabelCho
     return out
 
 
-def model_inputs(batch: Mapping[str, Any], n_mels: int, cached: Callable[[str], bool] | None = None) -> dict[str, Any]:
+def model_inputs(batch: Mapping[str, Any], n_mels: int, cached: Container[str] = ()) -> dict[str, Any]:
     """A loader batch -> the tensors ``SpeechLLM.forward`` takes. With ``data.features: model`` the batch holds
     waveforms: their log-mel is computed here on the batch's device (float32 even under autocast) with the
-    SpecAugment masks the loader drew, only for the clips whose key ``cached`` denies (the frozen encoder's outputs of
-    the others are kept: their rows stay zero, at their lengths), so from the second epoch on no clip costs a log-mel."""
+    SpecAugment masks the loader drew, only for the clips whose key is not in ``cached`` (the frozen encoder's
+    outputs of those are kept: their rows stay zero, at their lengths), so from the second epoch on no clip costs a
+    log-mel."""
     mel, mel_lengths = batch.get("mel"), batch.get("mel_lengths")
     keys = batch.get("clip_keys", batch.get("keys"))
     if mel is None and batch.get("audio") is not None:
         audio, lengths = batch["audio"], batch["audio_lengths"]
-        need = list(range(len(lengths))) if cached is None or keys is None else [
-            i for i, k in enumerate(keys) if not cached(k)]
+        need = list(range(len(lengths))) if keys is None else [i for i, k in enumerate(keys) if k not in cached]
         with torch.autocast(device_type=audio.device.type, enabled=False):
             if len(need) == len(lengths):
                 mel, mel_lengths = log_mel_batch(audio, lengths, n_mels)
@@ -149,7 +149,7 @@ class StageBase(NonFiniteSteps, L.LightningModule):
         self._last_step_time = now
         self.skips.merge(batch.get("skips") or {})
         choices = self._labels if self.loss_weights["tags"] else None
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.encoder_cached), label_choices=choices)
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.cached_clip_keys()), label_choices=choices)
         heads = [out[h] for h in HEADS]
         voice = None
         if self.loss_weights["voice"] and "voice" in out:
@@ -221,7 +221,7 @@ class StageBase(NonFiniteSteps, L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._last_step_time = None  # do not count validation time as training throughput
-        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.encoder_cached))
+        out = self.backbone(**model_inputs(batch, self.backbone.encoder.n_mels, self.backbone.cached_clip_keys()))
         sums = {f"task:{tag}": values for tag, values in per_task(batch["tasks"], out).items()}
         sums.update({f"head:{h}": (float(out[h].loss_sum), float(out[h].n_tokens), float(out[h].n_correct))
                      for h in HEADS})

@@ -39,10 +39,10 @@ def test_a_clip_whose_encoder_output_is_cached_gets_no_log_mel_and_the_same_loss
     waves = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
     batch = {**text_batch(tokenizer, frames=(90, 57)), "mel": None, "audio": waves,
              "audio_lengths": torch.tensor([14400, 9120])}
-    full = model_inputs(batch, 80, model.encoder_cached)  # nothing cached yet: every clip's log-mel
+    full = model_inputs(batch, 80, model.cached_clip_keys())  # nothing cached yet: every clip's log-mel
     first = model(**full)["text"].loss_sum  # fills the cache with both clips
     model._encoder_cache.pop(batch["clip_keys"][1])  # clip 1 is new again
-    part = model_inputs(batch, 80, model.encoder_cached)
+    part = model_inputs(batch, 80, model.cached_clip_keys())
     assert part["mel"][0].abs().sum() == 0 and torch.equal(part["mel_lengths"], full["mel_lengths"])
     torch.testing.assert_close(part["mel"][1], full["mel"][1])
     assert model(**part)["text"].loss_sum.item() == pytest.approx(first.item(), rel=1e-5)
