@@ -81,7 +81,8 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 
 # The dialogue chain on the mini dialogue corpus (recipes/mini/README.md, "Dialogue"): the corpus and its reply codes
 # (the mini speech tokenizer), the understanding checkpoint (`make demo`) and the flow model (`make demo-tts`) when
-# missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the mini dialogue recipe (tag think), the
+# missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the TTS stage started from the
+# understanding checkpoint (mini_tts_chain), the mini dialogue recipe started from it (tag think), the
 # harness table (S2T on every held-out sample, S2S on 40 with their spoken replies judged by Whisper base) and a
 # 2-turn S2S session from the command line.
 # DIALOGUE_ABLATION=1 also trains the language-think and no-think models (same data and steps) for one table.
@@ -101,6 +102,7 @@ demo-chat: dialogue-corpus $(ASSETS)/whisper-base/config.json
 	test -f exp/mini/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini
 	test -f exp/mini_flow/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_flow
 	test -f $(DIALOGUE_FLOW) || $(PY) -m osum.train +recipe=mini_flow_dialogue
+	test -f exp/mini_tts_chain/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_tts_chain
 	$(PY) -m osum.train +recipe=mini_dialogue
 	if [ "$(DIALOGUE_ABLATION)" = 1 ]; then for form in language none; do \
 	  $(PY) -m osum.train +recipe=mini_dialogue rendering.think=$$form recipe_name=mini_dialogue_$$form || exit 1; done; \

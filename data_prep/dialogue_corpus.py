@@ -1,7 +1,7 @@
 """Mini empathetic dialogue corpus: spoken user turns whose cues the reply must depend on, replies by rule,
 both think forms, multi-turn chains with memory.
 
-    python -m data_prep.dialogue_corpus --out data/mini_dialogue [--seed 0] [--num-train 1600 --num-multi 320]
+    python -m data_prep.dialogue_corpus --out data/mini_dialogue [--seed 0] [--num-train 1600 --num-train-multi 800]
         [--workers 2] [--force]
 
 Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.json``. Then
@@ -18,7 +18,7 @@ Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.
   ``KEY.reply_flac`` (``reply_flac_i`` for history turn i).
 - **Think**: ``think`` holds the natural-language form, ``reply_emotion`` the predicted reply emotion; the tag
   form is rendered by the task registry from ``txt``, ``labels`` and ``reply_emotion`` (``rendering.think``).
-- **Multi-turn** (``--num-multi`` dialogues of 2-5 turns, same speaker): turn 1 says a name, a timer or a
+- **Multi-turn** (``--num-<split>-multi`` dialogues of 2-5 turns, same speaker): turn 1 says a name, a timer or a
   complaint, middle turns are ordinary commands and questions, the last asks for what turn 1 said. Stored
   as the original's members (``KEY.flac_i`` user audio of turn i) and ``history`` ``[{audio, text,
   user_text, reply_audio}]``; train and valid keep every prefix of a dialogue (one sample per turn), test
@@ -58,7 +58,9 @@ from osum.tasks.labels import MINI_LABEL_SETS
 SPLITS = ("train", "valid", "test")
 ASSISTANT_VOICE = "flite-slt"
 REPLY_MEMBER = "reply_flac"
-DEFAULT_COUNTS = {"train": (1600, 320), "valid": (60, 16), "test": (240, 80)}  # (single-turn, multi-turn)
+# (single-turn, multi-turn). Train has 800 multi-turn dialogues: with 320 (one memory query each) the mini model
+# answered the kind of query but guessed the value (memory 32.5% at 800 steps; recipes/mini/README.md, "Dialogue")
+DEFAULT_COUNTS = {"train": (1600, 800), "valid": (60, 16), "test": (240, 80)}
 TURNS = (2, 5)
 SESSIONS = 3  # multi-turn test dialogues also written as files for `osum.infer --mode s2t|s2s` (OUT/sessions)
 
