@@ -94,7 +94,7 @@ ECHAT_ARGS := --shards $(DIALOGUE_DATA)/test_codes --s2s 40 --flow $(DIALOGUE_FL
   --asr $(ASSETS)/whisper-base --reference $(TTS_DATA)/references/flite-slt.wav
 dialogue-corpus: tts-corpus
 	$(PY) -m data_prep.dialogue_corpus --out $(DIALOGUE_DATA) --workers 2
-	for split in train valid test; do test -f $(DIALOGUE_DATA)/$${split}_codes/index.json || \
+	for split in train valid test; do [ $(DIALOGUE_DATA)/$${split}_codes/index.json -nt $(DIALOGUE_DATA)/corpus.json ] || \
 	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(DIALOGUE_DATA)/$$split \
 	    --out $(DIALOGUE_DATA)/$${split}_codes --member reply_flac || exit 1; done
 

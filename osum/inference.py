@@ -15,7 +15,7 @@ import torch
 
 from osum.data.features import log_mel_batch
 from osum.models.artifacts import load_backbone
-from osum.models.generation import GREEDY, generate, settings_for
+from osum.models.generation import GREEDY, PhasePlan, generate, settings_for
 from osum.tasks import Task
 from osum.template import Reply, Text, Turn
 from osum.text import build_text_side
@@ -89,7 +89,8 @@ class SpeechAssistant:
         with the output type's plan and sampling (reference 5.6; ``greedy`` for deterministic decoding).
         ``speech`` holds the embeddings of every sample's clips, in placeholder order."""
         out = self.builder.output_type(output_type)
-        plan, text_sampling, speech_sampling = settings_for(out)
+        _, text_sampling, speech_sampling = settings_for(out)
+        plan = PhasePlan.from_dict(self.builder.plan(output_type))  # with the builder's token ids (think end)
         if greedy:
             text_sampling = speech_sampling = GREEDY
         if max_new_tokens:

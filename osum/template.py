@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 SPEECH = -1
@@ -143,6 +143,7 @@ class OutputType:
     user: tuple[str, ...]  # user part kinds it takes, in this order (each optional)
     target: tuple[str, ...]  # reply parts: "think", "text", "eos", "speech"
     interleave: tuple[int, int] | None = None  # (text, speech) chunk sizes of streaming types
+    reread: tuple[int, int] | None = None  # after the text and EOS: (n_text reply tokens again as context, n_speech)
     history: bool = False  # earlier turns precede the current one
     start_phase: str = "text"  # generation: "text", or "speech" (TTS starts from the S embedding)
     stop: str = "text_eos"  # "text_eos" | "speech_end" (the closing S) | "text_then_speech" (EOS_T, then S..S)
@@ -156,8 +157,8 @@ class OutputType:
 
     def plan(self) -> dict[str, Any]:
         """The generation plan (``osum.models.generation.PhasePlan.from_dict``)."""
-        return {"start_phase": self.start_phase, "interleave": self.interleave, "stop": self.stop,
-                "max_new_tokens": self.max_new_tokens}
+        return {"start_phase": self.start_phase, "interleave": self.interleave, "reread": self.reread,
+                "stop": self.stop, "max_new_tokens": self.max_new_tokens}
 
 
 _S2S = ("text", "eos", "speech")
@@ -180,6 +181,8 @@ OUTPUT_TYPES: dict[str, OutputType] = {o.name: o for o in [
     OutputType("speech2text_token_streaming", ("speech",), _S2S, interleave=(6, 18), stop="text_then_speech",
                sampling=S2S_SAMPLING, speech_sampling=S2S_SAMPLING, max_new_tokens=2000),
 ]}
+
+S2S_DIALOGUE = ("speech2text_token", "speech2text_token_think", "speech2text_token_history")  # template.s2s_reread
 
 _S2S_PROMPT = ("You are OSUM-chat, a speech-to-speech dialogue assistant by ASLP Lab. You understand both the meaning "
                "and paralinguistic cues in speech then respond with appropriate text and emotionally matching "
@@ -229,6 +232,10 @@ class TemplateConfig:
     # Strides between mel frames and speech embeddings: Whisper conv (2) then adapter convs (2, 2).
     strides: tuple[int, ...] = (2, 2, 2)
     utterance_slots: int = 0  # extra embeddings per clip before its frames (model.utterance_slots)
+    # (n_text, n_speech): the S2S dialogue types (S2S_DIALOGUE) follow their whole text reply and its EOS with the
+    # speech in chunks of n_speech, each after the next n_text reply tokens read again as context, so the speech
+    # says what the text just said (``OutputType.reread``); None: the speech right after the EOS (EChat)
+    s2s_reread: tuple[int, int] | None = None
 
 
 @dataclass
@@ -279,6 +286,9 @@ class SequenceBuilder:
         self._backend = getattr(tokenizer, "backend_tokenizer", None)  # set for fast (Rust) tokenizers
         self.cfg = config or TemplateConfig()
         self.output_types = dict(output_types or OUTPUT_TYPES)
+        if self.cfg.s2s_reread is not None:
+            for name in S2S_DIALOGUE:
+                self.output_types[name] = replace(self.output_types[name], reread=tuple(self.cfg.s2s_reread))
         self.vocab = SpeechVocab(self.cfg.speech_codes)
         if self.cfg.layout not in ("osum", "chatml"):
             raise ValueError(f"template.layout must be 'osum' or 'chatml', got {self.cfg.layout!r}")
@@ -367,12 +377,12 @@ class SequenceBuilder:
 
     def _reply(self, out: OutputType, turn: Turn) -> _Piece:
         """The reply parts ``out`` names, as trained tokens (masked later for history)."""
-        text = turn.text or ""
+        think_part: _Piece = []
         if "think" in out.target:  # its opener is context (``_opener``)
             if turn.think is None:
                 raise ValueError(f"output type {out.name!r} needs a think section")
-            text = f"{turn.think}{self.cfg.think_end}{text}"
-        text_part = self._text(text) if "text" in out.target else []
+            think_part = self._text(f"{turn.think}{self.cfg.think_end}")
+        text_part = self._text(turn.text or "") if "text" in out.target else []
         if "eos" in out.target:
             text_part.append((self.eos_id, "text"))
         speech_part: _Piece = []
@@ -380,8 +390,10 @@ class SequenceBuilder:
             if turn.speech is None:
                 raise ValueError(f"output type {out.name!r} needs speech codes in its reply")
             speech_part = [(speech_table_id(r), "speech") for r in self._speech_rows(turn.speech)]
+        if out.reread is not None:
+            return think_part + text_part + self._reread(text_part, speech_part, *out.reread)
         if out.interleave is None:
-            return text_part + speech_part
+            return think_part + text_part + speech_part
         n_text, n_sp = out.interleave
         if len(speech_part) * n_text < len(text_part) * n_sp:
             raise ValueError(f"interleaved output {out.name!r}: {len(speech_part)} speech tokens are too few for "
@@ -391,7 +403,29 @@ class SequenceBuilder:
         while t < len(text_part):
             piece += text_part[t : t + n_text] + speech_part[s : s + n_sp]
             t, s = t + n_text, s + n_sp
+        return think_part + piece + speech_part[s:]
+
+    @staticmethod
+    def _reread(text_part: _Piece, speech_part: _Piece, n_text: int, n_sp: int) -> _Piece:
+        """The speech of a reread type: chunks of ``n_sp`` speech tokens, each after the next ``n_text`` reply tokens
+        (the EOS excluded) as context; once the text is read, the rest of the speech; once the speech is closed,
+        nothing more (generation stops at the closing S)."""
+        words = [(i, None) for i, _ in text_part[:-1]]  # the reply's text part ends with its EOS
+        piece: _Piece = []
+        t = s = 0
+        while t < len(words) and s < len(speech_part):
+            piece += words[t : t + n_text] + speech_part[s : s + n_sp]
+            t, s = t + n_text, s + n_sp
         return piece + speech_part[s:]
+
+    def plan(self, output_type: str) -> dict[str, Any]:
+        """The generation plan of ``output_type`` (``osum.models.generation.PhasePlan``): a reread type with a think
+        rereads only the reply, after the think's closing marker."""
+        out = self.output_type(output_type)
+        plan = out.plan()
+        if out.reread is not None and "think" in out.target:
+            plan["think_end"] = self._special_id(self.cfg.think_end, "template.think_end")
+        return plan
 
     def _opener(self, out: OutputType) -> _Piece:
         """What every reply of ``out`` starts with as context: the think opener of a think type, else nothing."""

@@ -40,6 +40,8 @@ def template_config(template: Mapping[str, Any]) -> TemplateConfig:
     setting name its input BOS / EOS rows instead; those rows must be ``speech_codes + 1`` / ``+ 2``."""
     t = dict(template)
     t["strides"] = tuple(t.get("strides", (2, 2, 2)))
+    if t.get("s2s_reread") is not None:
+        t["s2s_reread"] = tuple(int(n) for n in t["s2s_reread"])
     bos, eos = t.pop("speech_bos_row", None), t.pop("speech_eos_row", None)
     if bos is not None or eos is not None:
         codes = int(bos) - 1

@@ -6,7 +6,8 @@ Scores come from the test shards alone (``data_prep.dialogue_corpus`` writes the
 ``event``, ``content``), the language think's cue phrases (``person``, ``mood``, ``event``) and on a memory
 query the remembered value (``memory``). A generated reply is read by phrase: for each part, the longest
 phrase of that part seen anywhere in the test set that the reply contains (none: the empty phrase), which
-must be the expected one; ``appropriate`` needs the three cue parts right. A think is parsed in the model's
+must be the expected one; ``appropriate`` needs the three cue parts right; ``follows_think``: the reply's cue parts
+say what the model's own think stated (right or wrong). A think is parsed in the model's
 form (``rendering.think`` of its checkpoint): the tag form by ``TaskRegistry.parse_tag_think``, the language
 form by the same phrase reading, its phrases mapped to labels through the test set's own pairs.
 
@@ -158,6 +159,15 @@ def reply_scores(reply: str, case: DialogueCase, book: Phrasebook) -> dict[str, 
     return out
 
 
+def reply_follows_think(stated: dict[str, str | None], reply: str, book: Phrasebook) -> dict[str, bool]:
+    """Whether each cue part of the reply says what the model's own think stated (right or wrong), and all three:
+    a reply that follows its think loses appropriateness only where the think is wrong."""
+    said = {"address": (stated["age"], stated["gender"]), "emotion": (stated["emotion"],), "event": (stated["event"],)}
+    out = {part: book.value(f"reply.{part}", book.find(f"reply.{part}", reply)) == value for part, value in said.items()}
+    out["all"] = all(out.values())
+    return out
+
+
 def _holds(text: str, phrase: str) -> bool:
     norm = lambda s: " ".join(re.sub(r"[^\w' ]+", " ", s.lower()).split())  # noqa: E731
     return re.search(rf"(?<![\w']){re.escape(norm(phrase))}(?![\w'])", norm(text)) is not None
@@ -215,7 +225,7 @@ def _rate(hits: Sequence[bool]) -> float | None:
 
 def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook) -> tuple[dict[str, Any], list[dict]]:
     """Percentages over one run's replies, and one row per reply."""
-    rows, think_hits, reply_hits = [], defaultdict(list), defaultdict(list)
+    rows, think_hits, reply_hits, follow_hits = [], defaultdict(list), defaultdict(list), defaultdict(list)
     words_wer = ErrorRate()
     for g in generated:
         truth = g.case.cues
@@ -228,6 +238,8 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
                 think_hits[cue].append(stated[cue] == truth[cue])
             words_wer.add(str(g.case.meta.get("txt") or ""), stated["words"] or "")
             row["think_cues"] = stated
+            for part, hit in reply_follows_think(stated, g.text, book).items():
+                follow_hits[part].append(hit)
         scores = reply_scores(g.text, g.case, book)
         for name, hit in scores.items():
             reply_hits[name].append(hit)
@@ -238,6 +250,7 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
         summary["think"] = {cue: _rate(h) for cue, h in think_hits.items()}
         summary["think"]["words_wer"] = round(100.0 * words_wer.rate, 2)
         summary["think"]["n"] = len(think_hits["gender"])
+        summary["follows_think"] = {part: _rate(h) for part, h in follow_hits.items()}
     summary["reply"] = {name: _rate(h) for name, h in reply_hits.items()}
     return summary, rows
 
@@ -353,7 +366,7 @@ def _spread(cases: Sequence[DialogueCase], n: int) -> list[DialogueCase]:
 def table(reports: dict[str, dict[str, Any]]) -> str:
     """EChat Table 1 style: one row per model, think and reply columns per cue, memory, spoken reply."""
     head = ["model", "think", "words WER", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
-            "appropriate", "content", "memory (history)", "memory (no history)", "S2S reply WER"]
+            "appropriate", "reply follows think", "content", "memory (history)", "memory (no history)", "S2S reply WER"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for name, r in reports.items():
@@ -363,13 +376,14 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
         speech = r.get("s2s_speech") or {}
         lines.append("| " + " | ".join([name, r["think_form"], fmt(think.get("words_wer")),
                                         *(fmt(think.get(c)) for c in CUES), *(fmt(reply.get(p)) for p in REPLY_CUE_PARTS),
-                                        fmt(reply.get("appropriate")), fmt(reply.get("content")),
+                                        fmt(reply.get("appropriate")),
+                                        fmt((first.get("follows_think") or {}).get("all")), fmt(reply.get("content")),
                                         fmt(r.get("memory_history")), fmt(r.get("memory_no_history")),
                                         fmt(speech.get("wer"))]) + " |")
     any_report = next(iter(reports.values()))
     c = any_report["chance"]
     lines.append("| chance (majority class) | | | " + " | ".join(fmt(c.get(cue)) for cue in CUES)
-                 + " | | | | | | " + fmt(c.get("memory")) + " | " + fmt(c.get("memory")) + " | |")
+                 + " | | | | | | | " + fmt(c.get("memory")) + " | " + fmt(c.get("memory")) + " | |")
     return "\n".join(lines) + "\n"
 
 

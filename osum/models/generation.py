@@ -31,7 +31,7 @@ from torch import nn
 
 from osum.template import OutputType, speech_table_id
 
-TEXT, SPEECH_PHASE = "text", "speech"
+TEXT, SPEECH_PHASE, REREAD = "text", "speech", "reread"  # phases: REREAD tokens are fed, not predicted
 STOP_RULES = ("text_eos", "speech_end", "text_then_speech")
 
 
@@ -72,10 +72,15 @@ class PhasePlan:
     forced S input, the row generates speech and stops at the next S), "text_then_speech" (S2S: text until
     the text EOS, then speech; stop once S c1..cn S is closed). ``interleave=(6, 18)``: 6 text tokens then
     18 speech tokens, repeated, until the text EOS; then speech only (the ``*_streaming`` layouts, 5.2).
+    ``reread=(2, 10)``: after the text EOS, the reply's text tokens (after ``think_end`` when given) are fed again
+    2 at a time, each time followed by 10 generated speech tokens, until they run out; then speech only
+    (``template.s2s_reread``).
     """
 
     start_phase: str = TEXT
     interleave: tuple[int, int] | None = None
+    reread: tuple[int, int] | None = None
+    think_end: int | None = None
     stop: str = "text_eos"
     max_new_tokens: int = 512
 
@@ -91,14 +96,21 @@ class PhasePlan:
             if len(self.interleave) != 2 or min(self.interleave) < 1:
                 raise ValueError(f"PhasePlan.interleave must be two positive counts, got {self.interleave!r}")
             object.__setattr__(self, "interleave", (int(self.interleave[0]), int(self.interleave[1])))
+        if self.reread is not None:
+            if self.stop != "text_then_speech" or self.interleave is not None:
+                raise ValueError("PhasePlan.reread needs stop='text_then_speech' and no interleave")
+            if len(self.reread) != 2 or min(self.reread) < 1:
+                raise ValueError(f"PhasePlan.reread must be two positive counts, got {self.reread!r}")
+            object.__setattr__(self, "reread", (int(self.reread[0]), int(self.reread[1])))
         if self.max_new_tokens < 1:
             raise ValueError(f"PhasePlan.max_new_tokens must be positive, got {self.max_new_tokens}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PhasePlan:
         data = dict(data)
-        if data.get("interleave") is not None:
-            data["interleave"] = tuple(data["interleave"])
+        for key in ("interleave", "reread"):
+            if data.get(key) is not None:
+                data[key] = tuple(data[key])
         return _from_plain(cls, data)
 
 
@@ -126,7 +138,8 @@ class _Row:
 
     phase: str
     boundaries: int  # S markers seen so far (the forced one of TTS included)
-    in_chunk: int = 0  # tokens of the current interleave chunk
+    in_chunk: int = 0  # tokens of the current interleave (or reread) chunk
+    to_reread: list[int] = field(default_factory=list)  # reply tokens still to be fed again (``PhasePlan.reread``)
     text_done: bool = False
     done: bool = False
     tokens: list[int] = field(default_factory=list)
@@ -191,21 +204,40 @@ def _advance(row: _Row, token: int, plan: PhasePlan, eos_id: int, boundary: int)
                 row.done, row.stop_reason = True, "eos"
             else:
                 row.phase, row.in_chunk = SPEECH_PHASE, 0
+                if plan.reread is not None:
+                    row.to_reread = _reply_ids(row, eos_id, plan.think_end)
+                    row.phase = REREAD if row.to_reread else SPEECH_PHASE
         elif plan.interleave is not None:
             row.in_chunk += 1
             if row.in_chunk == plan.interleave[0]:
                 row.phase, row.in_chunk = SPEECH_PHASE, 0
+    elif row.phase == REREAD:
+        row.in_chunk += 1
+        if row.in_chunk == plan.reread[0] or not row.to_reread:
+            row.phase, row.in_chunk = SPEECH_PHASE, 0
     else:
         if token == boundary:
             row.boundaries += 1
             if row.boundaries >= 2:
                 row.done, row.stop_reason = True, "speech_end"
+        if plan.reread is not None and row.to_reread and not row.done:
+            row.in_chunk += 1
+            if row.in_chunk == plan.reread[1]:
+                row.phase, row.in_chunk = REREAD, 0
         if plan.interleave is not None and not row.text_done and not row.done:
             row.in_chunk += 1
             if row.in_chunk == plan.interleave[1]:
                 row.phase, row.in_chunk = TEXT, 0
     if not row.done and len(row.tokens) >= plan.max_new_tokens:
         row.done = True
+
+
+def _reply_ids(row: _Row, eos_id: int, think_end: int | None) -> list[int]:
+    """The row's text tokens before the EOS, after the think's closing marker when there is one."""
+    text = [t for t, ph in zip(row.tokens, row.phases) if ph == TEXT and t != eos_id]
+    if think_end is not None and think_end in text:
+        text = text[len(text) - text[::-1].index(think_end) :]
+    return text
 
 
 def _result(row: _Row, eos_id: int, boundary: int, forced_boundary: bool) -> Generated:
@@ -262,6 +294,9 @@ def generate(model: nn.Module, prompts: list[list[int]], speech: torch.Tensor | 
         hidden = out.last_hidden_state[:, -1]
         tokens = torch.zeros(n, dtype=torch.long, device=device)
         is_speech = torch.zeros(n, dtype=torch.bool, device=device)
+        for i, r in enumerate(rows):  # a reread token is fed, not predicted
+            if not r.done and r.phase == REREAD:
+                tokens[i] = r.to_reread.pop(0)
         for phase, (head, sampling) in heads.items():
             idx = [i for i, r in enumerate(rows) if not r.done and r.phase == phase]
             if not idx:

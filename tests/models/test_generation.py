@@ -268,3 +268,29 @@ def test_plans_and_sampling_from_plain_data():
         PhasePlan(start_phase="text", interleave=(6, 18), stop="text_eos")
     with pytest.raises(ValueError, match="unknown keys"):
         Sampling.from_dict({"topk": 3})
+
+
+def test_reread_feeds_the_reply_again_in_chunks_between_speech_chunks(rigged, tokenizer):
+    """template.s2s_reread: think, marker, reply, EOS are generated; then the reply (not the think) is fed again two
+    tokens at a time, each followed by three generated speech tokens, as the builder lays it out."""
+    model = rigged
+    eos, marker = 3, 60
+    think, text = list(range(50, 53)), list(range(30, 35))  # 3 think tokens + marker; 5 reply tokens + EOS
+    codes = list(range(100, 110))
+    set_biases(model.text_head, {**{t: 12.0 - 0.1 * i for i, t in enumerate(think)}, marker: 11.0,
+                                 **{t: 10.0 - 0.1 * i for i, t in enumerate(text)}, eos: 5.0})
+    set_biases(model.speech_head, {S: 12.0, **{c: 10.0 - 0.05 * i for i, c in enumerate(codes)}})
+    plan = PhasePlan.from_dict({"start_phase": "text", "reread": [2, 3], "think_end": marker,
+                                "stop": "text_then_speech", "max_new_tokens": 200})
+    seen, hooks = record_decode_inputs(model)
+    out = generate(model, [layout(tokenizer, "one", 0)], None, None, plan, eos_id=eos,
+                   text_sampling=Sampling(repetition_penalty=4.0), speech_sampling=Sampling(repetition_penalty=2.0))[0]
+    for h in hooks:
+        h.remove()
+    speech = [S, *codes, S]
+    reread = [30, 31, *speech[0:3], 32, 33, *speech[3:6], 34, *speech[6:9], *speech[9:]]
+    assert out.tokens == [*think, marker, *text, eos, *reread]
+    assert out.phases == ["text"] * 10 + ["reread"] * 2 + ["speech"] * 3 + ["reread"] * 2 + ["speech"] * 3 + \
+        ["reread"] + ["speech"] * 6
+    assert out.text_ids == [*think, marker, *text] and out.speech_codes == codes and out.stop_reason == "speech_end"
+    assert seen["text"] == [*think, marker, *text, eos, 30, 31, 32, 33, 34]  # the reread goes in as text

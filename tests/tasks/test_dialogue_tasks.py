@@ -114,3 +114,26 @@ def test_a_session_lays_out_history_as_training_does(tmp_path, tokenizer):
     prompt = assistant.builder.prompt("speech2text_token_history", layout_turns(past, n[-1]))
     assert len(n) == 3 and example.input_ids[: len(prompt)] == prompt
     assert prompt.count(SPEECH) == sum(n) and example.text_targets[len(prompt) - 1] != IGNORE
+
+
+def test_s2s_reread_lays_out_text_then_speech_chunks_each_after_reply_tokens_read_again(tokenizer):
+    # with a think the reread starts after its closing marker, which must be one token: a tag of this tokenizer
+    builder = SequenceBuilder(tokenizer, TemplateConfig(s2s_reread=(2, 3), think_end="<开始回答>"))
+    think, reply, codes = "a calm man says: hi", "sir. hello", list(range(7))
+    seq = builder.build("speech2text_token_think", [Turn([Speech(4)], think=think, text=reply, speech=codes)])
+    think_ids, text_ids = builder.encode(think + builder.cfg.think_end), builder.encode(reply)
+    rows = [-(r + 2) for r in [builder.vocab.boundary, *codes, builder.vocab.boundary]]  # S c1..c7 S: 9 rows
+    chunks, t, s = [], 0, 0
+    while t < len(text_ids) and s < len(rows):
+        chunks += [("ctx", i) for i in text_ids[t : t + 2]] + [("speech", r) for r in rows[s : s + 3]]
+        t, s = t + 2, s + 3
+    chunks += [("speech", r) for r in rows[s:]]
+    want = [("text", i) for i in [*think_ids, *text_ids, builder.eos_id]] + chunks
+    start = len(builder.prompt("speech2text_token_think", [Turn([Speech(4)])]))
+    assert seq.input_ids[start:] == [i for _, i in want][:-1]  # inputs: the reply shifted by one
+    targets = [t if t != IGNORE else s for t, s in zip(seq.text_targets, seq.speech_targets)][start - 1 :]
+    assert targets == [IGNORE if kind == "ctx" else (i if i >= 0 else -i - 2) for kind, i in want]  # reread: context
+    plan = builder.plan("speech2text_token_think")
+    assert plan["reread"] == (2, 3) and plan["think_end"] == think_ids[-1]
+    assert "think_end" not in builder.plan("speech2text_token_history")  # no think: the whole text is the reply
+    assert SequenceBuilder(tokenizer).output_type("speech2text_token_think").reread is None  # EChat's default

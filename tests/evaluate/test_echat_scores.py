@@ -1,0 +1,47 @@
+"""osum.evaluate.echat scoring from the test data alone: replies read by phrase, appropriateness, memory, and whether
+the reply follows the model's own think (right or wrong)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from data_prep import dialogue_rules as rules
+from osum.evaluate.echat import DialogueCase, Phrasebook, reply_follows_think, reply_scores
+
+
+def case(key: str, age: str, gender: str, emotion: str, event: str | None, content: str, memory: str | None = None):
+    cues = rules.Cues(age, gender, emotion, event)
+    expect = {"parts": rules.reply_parts(cues, content), "think": rules.think_parts(cues)}
+    if memory:
+        expect["memory"] = memory
+    labels = {"age": age, "gender": gender, "emotion": emotion, "events": [event] if event else []}
+    return DialogueCase(key, np.zeros(160, np.float32), {"labels": labels, "expect": expect})
+
+
+CASES = [case("a", "CHILD", "FEMALE", "SAD", None, "sure, i will open the door"),
+         case("b", "OLD", "MALE", "HAPPY", "COUGH", "the answer is five"),
+         case("c", "ADULT", "FEMALE", "NEUTRAL", "BELL", "your name is anna", memory="anna")]
+BOOK = Phrasebook(CASES)
+
+
+def test_reply_parts_appropriateness_content_and_memory():
+    right = "young lady, please do not be sad. sure, i will open the door."
+    assert reply_scores(right, CASES[0], BOOK) == {"address": True, "emotion": True, "event": True,
+                                                   "appropriate": True, "content": True}
+    wrong_event = "young lady, please do not be sad. bless you. sure, i will open the door."
+    scores = reply_scores(wrong_event, CASES[0], BOOK)
+    assert not scores["event"] and not scores["appropriate"] and scores["address"] and scores["content"]
+    memory = reply_scores("madam. the bell rang. your name is peter.", CASES[2], BOOK)
+    assert memory["appropriate"] and not memory["content"] and memory["memory"] is False
+
+
+def test_a_reply_follows_its_think_even_when_both_are_wrong():
+    think = {"age": "OLD", "gender": "MALE", "emotion": "HAPPY", "event": "COUGH"}  # wrong for case a
+    follows = "grandpa, glad you are happy. bless you. sure, i will open the door."
+    assert reply_follows_think(think, follows, BOOK) == {"address": True, "emotion": True, "event": True, "all": True}
+    assert not reply_scores(follows, CASES[0], BOOK)["appropriate"]
+    heard_again = "young lady, glad you are happy. bless you. sure, i will open the door."  # address from the voice
+    got = reply_follows_think(think, heard_again, BOOK)
+    assert not got["address"] and got["emotion"] and got["event"] and not got["all"]
+    calm = {"age": "ADULT", "gender": "FEMALE", "emotion": "NEUTRAL", "event": "NONE"}
+    assert reply_follows_think(calm, "madam. sure, i will open the door.", BOOK)["all"]  # empty phrases follow too
