@@ -1,4 +1,6 @@
-"""`python -m osum.diagnose probe --ckpt X --train-shards A --test-shards B`: where the tag information is lost.
+"""`python -m osum.diagnose probe --ckpt X --train-shards A --test-shards B`: where the tag information is lost;
+`python -m osum.diagnose context --ckpt X --shards T`: whether a dialogue model reads its context
+(``osum.evaluate.context_probes``).
 
 For each label kind (gender, age, emotion, style, events) a linear probe (multinomial logistic regression,
 fit on the train shards, scored on the test shards) reads three places of a trained model:
@@ -15,6 +17,7 @@ speech probe is high but whose decoded accuracy is low is lost in the LLM (or no
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,9 +150,20 @@ def main(argv: list[str] | None = None) -> None:
     probe.add_argument("--kinds", nargs="+", default=list(X_ONLY_TASK), choices=list(X_ONLY_TASK))
     probe.add_argument("--limit", type=int, default=1200, help="samples read from each side")
     probe.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    context = sub.add_parser("context", help="does a dialogue model read its reply text, think and history?")
+    context.add_argument("--ckpt", required=True, help="a dialogue checkpoint or an osum.export folder")
+    context.add_argument("--shards", required=True, nargs="+", help="dialogue test shards with expect (and codes)")
+    context.add_argument("--limit", type=int, default=48, help="first turns for the teacher-forced probes")
+    context.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     assistant = SpeechAssistant.load(args.ckpt, args.device)
+    if args.command == "context":
+        from osum.evaluate.context_probes import run_probes
+        from osum.evaluate.echat import read_cases
+
+        print(json.dumps(run_probes(assistant, read_cases(args.shards), args.limit), indent=1))
+        return
     train = probe_features(assistant, load_samples(resolve_shards(args.train_shards), args.limit), args.kinds, False)
     test = probe_features(assistant, load_samples(resolve_shards(args.test_shards), args.limit), args.kinds, True)
     print(f"linear probes (fit on {len(train.encoder)} train samples, scored on {len(test.encoder)} test samples) "

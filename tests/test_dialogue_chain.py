@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,15 @@ def test_dialogue_chain_from_corpus_to_a_spoken_session(mini_data, tmp_path):
     assert 0 < report["chance"]["gender"] <= 100 and "| tag | tag |" in proc.stdout
     replies = [json.loads(line) for line in (out / "echat_replies.jsonl").read_text().splitlines()]
     assert len(replies) == 5 + 2 + 2  # S2T on every case, the multi-turn ones again without history, S2S on 2
+
+    proc = run("osum.diagnose", "context", "--ckpt", str(ckpt), "--shards", str(data / "test_codes"))
+    probes = json.loads(proc.stdout)  # does the model read its reply text, its think, its history?
+    assert probes["speech_reads_text"]["n"] == 3 and probes["reply_reads_think"]["n"] == 3
+    assert all(math.isfinite(probes[p][k]) and probes[p][k] > 0 for p, k in (
+        ("speech_reads_text", "own_text"), ("speech_reads_text", "other_text"), ("reply_reads_think", "own_think"),
+        ("reply_reads_think", "other_think")))
+    memory = probes["memory_reads_history"]
+    assert memory["n"] == 2 and {"as_is", "turn1_text_swapped", "turn1_audio_swapped"} <= set(memory)
 
     session = sorted((data / "sessions").glob("*/session.json"))[0].parent  # a multi-turn test dialogue as files
     clips, second = [str(session / "turn_1.flac"), str(session / "turn_2.flac")], tmp_path / "turns"

@@ -4,6 +4,7 @@ the reply follows the model's own think (right or wrong)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from data_prep import dialogue_rules as rules
 from osum.evaluate.echat import DialogueCase, Phrasebook, reply_follows_think, reply_scores
@@ -45,3 +46,12 @@ def test_a_reply_follows_its_think_even_when_both_are_wrong():
     assert not got["address"] and got["emotion"] and got["event"] and not got["all"]
     calm = {"age": "ADULT", "gender": "FEMALE", "emotion": "NEUTRAL", "event": "NONE"}
     assert reply_follows_think(calm, "madam. sure, i will open the door.", BOOK)["all"]  # empty phrases follow too
+
+
+def test_a_probe_swaps_with_another_case_never_the_same():
+    from osum.evaluate.context_probes import other
+
+    assert [other(CASES, i, 7).key for i in range(3)] == ["b", "c", "a"]  # 7 % 3 = 1 place further
+    assert [other(CASES, i, 3).key for i in range(3)] == ["b", "c", "a"]  # a full turn would be itself: the next
+    with pytest.raises(ValueError, match="two cases"):
+        other(CASES[:1], 0, 1)
