@@ -7,7 +7,9 @@ Scores come from the test shards alone (``data_prep.dialogue_corpus`` writes the
 query the remembered value (``memory``). A generated reply is read by phrase: for each part, the longest
 phrase of that part seen anywhere in the test set that the reply contains (none: the empty phrase), which
 must be the expected one; ``appropriate`` needs the three cue parts right; ``follows_think``: the reply's cue parts
-say what the model's own think stated (right or wrong). A think is parsed in the model's
+say what the model's own think stated (right or wrong); ``think_reply_emotion`` (tag think): whether the think's
+last field, the reply emotion, is right, follows the think's own emotion tag, and is what the reply's emotion
+phrase says (the chain emotion -> reply emotion -> phrase, link by link). A think is parsed in the model's
 form (``rendering.think`` of its checkpoint): the tag form by ``TaskRegistry.parse_tag_think``, the language
 form by the same phrase reading, its phrases mapped to labels through the test set's own pairs.
 
@@ -119,6 +121,9 @@ class Phrasebook:
                              "emotion": (cues["emotion"],), "mood": (cues["emotion"],),
                              "event": (cues["event"],)}.get(part, (phrase,))
                     self.values[f"{group}.{part}"][phrase] = value
+        # the user's emotion -> the reply emotion the rules give it (the tag think's last field)
+        self.reply_emotion_of = {c.cues["emotion"]: str(c.meta["reply_emotion"]) for c in cases
+                                 if c.meta.get("reply_emotion")}
 
     def find(self, key: str, text: str) -> str:
         """The longest phrase of ``key`` that ``text`` holds as whole words ("" when none)."""
@@ -135,17 +140,17 @@ class Phrasebook:
 def think_cues(think: str | None, form: str, book: Phrasebook) -> dict[str, str | None]:
     """The cues (and the user's words) a generated think states, in the model's think form."""
     if not think:
-        return {cue: None for cue in (*CUES, "words")}
+        return {cue: None for cue in (*CUES, "words", "reply_emotion")}
     if form == "tag":
         fields = TaskRegistry.parse_tag_think(think)
         return {"gender": fields["gender"], "age": fields["age"], "emotion": fields["emotion"],
-                "event": fields["events"], "words": fields["words"]}
+                "event": fields["events"], "words": fields["words"], "reply_emotion": fields["reply_emotion"]}
     person = book.value("think.person", book.find("think.person", think)) or (None, None)
     mood = book.value("think.mood", book.find("think.mood", think)) or (None,)
     event = book.value("think.event", book.find("think.event", think)) or (NO_EVENT,)
     words = re.search(r"says:\s*(.*?)\.\s*i should", think)
     return {"age": person[0], "gender": person[1], "emotion": mood[0], "event": event[0],
-            "words": words.group(1) if words else None}
+            "words": words.group(1) if words else None, "reply_emotion": None}
 
 
 def reply_scores(reply: str, case: DialogueCase, book: Phrasebook) -> dict[str, bool]:
@@ -166,6 +171,18 @@ def reply_follows_think(stated: dict[str, str | None], reply: str, book: Phraseb
     out = {part: book.value(f"reply.{part}", book.find(f"reply.{part}", reply)) == value for part, value in said.items()}
     out["all"] = all(out.values())
     return out
+
+
+def reply_emotion_chain(stated: dict[str, str | None], reply: str, case: DialogueCase,
+                        book: Phrasebook) -> dict[str, bool]:
+    """The tag think's reply emotion (its last field) along the chain emotion -> reply emotion -> reply phrase: right
+    (the case's own), ``follows_emotion`` (the one the rules give the think's own emotion tag) and ``read_by_reply``
+    (the reply's emotion phrase is that reply emotion's). Locates where a reply's emotion part is lost."""
+    said = stated.get("reply_emotion")
+    phrase_emotion = (book.value("reply.emotion", book.find("reply.emotion", reply)) or (None,))[0]
+    return {"right": said == case.meta.get("reply_emotion"),
+            "follows_emotion": said == book.reply_emotion_of.get(str(stated.get("emotion"))),
+            "read_by_reply": said == book.reply_emotion_of.get(str(phrase_emotion))}
 
 
 def _holds(text: str, phrase: str) -> bool:
@@ -226,6 +243,7 @@ def _rate(hits: Sequence[bool]) -> float | None:
 def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook) -> tuple[dict[str, Any], list[dict]]:
     """Percentages over one run's replies, and one row per reply."""
     rows, think_hits, reply_hits, follow_hits = [], defaultdict(list), defaultdict(list), defaultdict(list)
+    chain_hits = defaultdict(list)
     words_wer = ErrorRate()
     for g in generated:
         truth = g.case.cues
@@ -240,6 +258,9 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
             row["think_cues"] = stated
             for part, hit in reply_follows_think(stated, g.text, book).items():
                 follow_hits[part].append(hit)
+            if stated["reply_emotion"] is not None and g.case.meta.get("reply_emotion"):
+                for link, hit in reply_emotion_chain(stated, g.text, g.case, book).items():
+                    chain_hits[link].append(hit)
         scores = reply_scores(g.text, g.case, book)
         for name, hit in scores.items():
             reply_hits[name].append(hit)
@@ -251,6 +272,8 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
         summary["think"]["words_wer"] = round(100.0 * words_wer.rate, 2)
         summary["think"]["n"] = len(think_hits["gender"])
         summary["follows_think"] = {part: _rate(h) for part, h in follow_hits.items()}
+        if chain_hits:
+            summary["think_reply_emotion"] = {link: _rate(h) for link, h in chain_hits.items()}
     summary["reply"] = {name: _rate(h) for name, h in reply_hits.items()}
     return summary, rows
 
@@ -366,7 +389,8 @@ def _spread(cases: Sequence[DialogueCase], n: int) -> list[DialogueCase]:
 def table(reports: dict[str, dict[str, Any]]) -> str:
     """EChat Table 1 style: one row per model, think and reply columns per cue, memory, spoken reply."""
     head = ["model", "think", "words WER", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
-            "appropriate", "reply follows think", "content", "memory (history)", "memory (no history)", "S2S reply WER"]
+            "appropriate", "reply follows think", "think reply emotion (right / follows its emotion / read by reply)",
+            "content", "memory (history)", "memory (no history)", "S2S reply WER"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for name, r in reports.items():
@@ -374,16 +398,19 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
         think = first.get("think") or {}
         reply = first["reply"]
         speech = r.get("s2s_speech") or {}
+        chain = first.get("think_reply_emotion")
+        chain_cell = " / ".join(fmt(chain.get(k)) for k in ("right", "follows_emotion", "read_by_reply")) if chain else "-"
         lines.append("| " + " | ".join([name, r["think_form"], fmt(think.get("words_wer")),
                                         *(fmt(think.get(c)) for c in CUES), *(fmt(reply.get(p)) for p in REPLY_CUE_PARTS),
                                         fmt(reply.get("appropriate")),
-                                        fmt((first.get("follows_think") or {}).get("all")), fmt(reply.get("content")),
+                                        fmt((first.get("follows_think") or {}).get("all")), chain_cell,
+                                        fmt(reply.get("content")),
                                         fmt(r.get("memory_history")), fmt(r.get("memory_no_history")),
                                         fmt(speech.get("wer"))]) + " |")
     any_report = next(iter(reports.values()))
     c = any_report["chance"]
     lines.append("| chance (majority class) | | | " + " | ".join(fmt(c.get(cue)) for cue in CUES)
-                 + " | | | | | | | " + fmt(c.get("memory")) + " | " + fmt(c.get("memory")) + " | |")
+                 + " | | | | | | | | " + fmt(c.get("memory")) + " | " + fmt(c.get("memory")) + " | |")
     return "\n".join(lines) + "\n"
 
 

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from data_prep import dialogue_rules as rules
-from osum.evaluate.echat import DialogueCase, Phrasebook, reply_follows_think, reply_scores
+from osum.evaluate.echat import (
+    DialogueCase,
+    Phrasebook,
+    reply_emotion_chain,
+    reply_follows_think,
+    reply_scores,
+)
 
 
 def case(key: str, age: str, gender: str, emotion: str, event: str | None, content: str, memory: str | None = None):
@@ -16,7 +22,8 @@ def case(key: str, age: str, gender: str, emotion: str, event: str | None, conte
     if memory:
         expect["memory"] = memory
     labels = {"age": age, "gender": gender, "emotion": emotion, "events": [event] if event else []}
-    return DialogueCase(key, np.zeros(160, np.float32), {"labels": labels, "expect": expect})
+    meta = {"labels": labels, "expect": expect, "reply_emotion": rules.EMOTION_REPLY[emotion][0]}
+    return DialogueCase(key, np.zeros(160, np.float32), meta)
 
 
 CASES = [case("a", "CHILD", "FEMALE", "SAD", None, "sure, i will open the door"),
@@ -46,6 +53,19 @@ def test_a_reply_follows_its_think_even_when_both_are_wrong():
     assert not got["address"] and got["emotion"] and got["event"] and not got["all"]
     calm = {"age": "ADULT", "gender": "FEMALE", "emotion": "NEUTRAL", "event": "NONE"}
     assert reply_follows_think(calm, "madam. sure, i will open the door.", BOOK)["all"]  # empty phrases follow too
+
+
+def test_the_reply_emotion_chain_names_the_broken_link():
+    # case a: a SAD child; the think heard SAD but wrote the reply emotion of a happy user, which the reply then says
+    think = {"emotion": "SAD", "reply_emotion": "CHEERFUL"}
+    chain = reply_emotion_chain(think, "young lady, glad you are happy. sure, i will open the door.", CASES[0], BOOK)
+    assert chain == {"right": False, "follows_emotion": False, "read_by_reply": True}
+    good = {"emotion": "SAD", "reply_emotion": "COMFORTING"}
+    assert reply_emotion_chain(good, "young lady, please do not be sad.", CASES[0], BOOK) == {
+        "right": True, "follows_emotion": True, "read_by_reply": True}
+    calm = {"emotion": "NEUTRAL", "reply_emotion": "NEUTRAL"}  # NEUTRAL's phrase is the empty one
+    assert reply_emotion_chain(calm, "madam. the bell rang.", CASES[2], BOOK)["read_by_reply"]
+    assert not reply_emotion_chain(calm, "madam, glad you are happy.", CASES[2], BOOK)["read_by_reply"]
 
 
 def test_a_probe_swaps_with_another_case_never_the_same():
