@@ -18,6 +18,8 @@ turns ``<HISTORY>`` tasks over the sample's earlier turns (user audio, reference
 "no history" asks the same later turns as first turns (what a session with ``--history 0`` does), which
 should fall to chance on memory.
 S2S replies are spoken by token2wav and transcribed by an independent ASR (the packaged Whisper base).
+The report also breaks the first turns down by user voice (``by_speaker``: where a held-out voice loses its
+cues) and memory by kind of remembered value (``memory_by_kind``); ``echat_table.md`` prints both under the table.
 """
 
 from __future__ import annotations
@@ -355,9 +357,11 @@ def evaluate_model(ckpt: str, shards: Sequence[str], limit: int | None = None, s
     report["s2t"], rows = score_run(generated, form, book)
     first = [g for g in generated if not g.history]
     report["s2t_first_turns"] = score_run(first, form, book)[0]
+    report["by_speaker"] = {speaker: score_run(group, form, book)[0] for speaker, group in by_speaker(first).items()}
     if multi:
         with_history = [g for g in generated if g.history]
         report["memory_history"] = score_run(with_history, form, book)[0]["reply"].get("memory")
+        report["memory_by_kind"] = memory_by_kind(with_history)
         without = generate_replies(assistant, multi, False, False, batch_size, greedy, seed, max_new_tokens)
         summary, no_history_rows = score_run(without, form, book)
         report["memory_no_history"] = summary["reply"].get("memory")
@@ -376,6 +380,23 @@ def evaluate_model(ckpt: str, shards: Sequence[str], limit: int | None = None, s
                            reply_emotion=g.case.meta.get("reply_emotion")) for g in first]
         report["judge"] = summarize(LlmJudge(judge, device).score(items))
     return report, rows
+
+
+def by_speaker(generated: Sequence[Generated]) -> dict[str, list[Generated]]:
+    """Replies grouped by the user's voice (the sample's ``speaker``): where a held-out voice loses its cues."""
+    groups: dict[str, list[Generated]] = defaultdict(list)
+    for g in generated:
+        groups[str(g.case.meta.get("speaker") or "?")].append(g)
+    return dict(sorted(groups.items()))
+
+
+def memory_by_kind(generated: Sequence[Generated]) -> dict[str, dict[str, Any]]:
+    """Memory accuracy per kind of remembered value (``expect.memory_kind``: a name, a number, a complaint)."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for g in generated:
+        if g.case.expect.get("memory"):
+            hits[str(g.case.expect.get("memory_kind"))].append(_holds(g.text, str(g.case.expect["memory"])))
+    return {kind: {"memory": _rate(h), "n": len(h)} for kind, h in sorted(hits.items())}
 
 
 def _spread(cases: Sequence[DialogueCase], n: int) -> list[DialogueCase]:
@@ -414,6 +435,28 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def breakdown_table(reports: dict[str, dict[str, Any]]) -> str:
+    """First turns per user voice (think cues, reply parts, appropriateness) and memory per kind of value."""
+    head = ["model", "voice", "n", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
+            "appropriate"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
+    for name, r in reports.items():
+        for speaker, s in (r.get("by_speaker") or {}).items():
+            think = s.get("think") or {}
+            lines.append("| " + " | ".join([name, speaker, str(s["replies"]), *(fmt(think.get(c)) for c in CUES),
+                                            *(fmt(s["reply"].get(p)) for p in REPLY_CUE_PARTS),
+                                            fmt(s["reply"].get("appropriate"))]) + " |")
+    kinds = sorted({k for r in reports.values() for k in (r.get("memory_by_kind") or {})})
+    if kinds:
+        lines += ["", "| model | " + " | ".join(f"memory: {k}" for k in kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+        for name, r in reports.items():
+            by_kind = r.get("memory_by_kind") or {}
+            cells = [f"{fmt(by_kind[k]['memory'])} of {by_kind[k]['n']}" if k in by_kind else "-" for k in kinds]
+            lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run(models: dict[str, str], shards: Sequence[str], out_dir: str | Path, **kwargs: Any) -> dict[str, dict[str, Any]]:
     """Evaluate each named checkpoint on the same cases; writes echat_table.md, echat_report.json and
     echat_replies.jsonl (one row per reply) in ``out_dir``."""
@@ -428,5 +471,5 @@ def run(models: dict[str, str], shards: Sequence[str], out_dir: str | Path, **kw
             for row in rows:
                 f.write(json.dumps({"model": name, **row}, ensure_ascii=False) + "\n")
     (out_dir / "echat_report.json").write_text(json.dumps(reports, indent=1, ensure_ascii=False) + "\n")
-    (out_dir / "echat_table.md").write_text(table(reports))
+    (out_dir / "echat_table.md").write_text(table(reports) + "\n" + breakdown_table(reports))
     return reports

@@ -9,10 +9,15 @@ import pytest
 from data_prep import dialogue_rules as rules
 from osum.evaluate.echat import (
     DialogueCase,
+    Generated,
     Phrasebook,
+    breakdown_table,
+    by_speaker,
+    memory_by_kind,
     reply_emotion_chain,
     reply_follows_think,
     reply_scores,
+    score_run,
 )
 
 
@@ -75,3 +80,24 @@ def test_a_probe_swaps_with_another_case_never_the_same():
     assert [other(CASES, i, 3).key for i in range(3)] == ["b", "c", "a"]  # a full turn would be itself: the next
     with pytest.raises(ValueError, match="two cases"):
         other(CASES[:1], 0, 1)
+
+
+def test_breakdowns_by_voice_and_by_kind_of_remembered_value():
+    voiced = [DialogueCase(c.key, c.audio, {**c.meta, "speaker": v}) for c, v in zip(CASES, ["ked", "f2", "ked"])]
+    voiced[2].meta["expect"] = {**voiced[2].expect, "memory_kind": "name"}
+    right = ["young lady, please do not be sad. sure, i will open the door.",
+             "sir, glad you are happy. bless you. the answer is five.",  # address wrong: an old man
+             "madam. the bell rang. your name is anna."]
+    generated = [Generated(c, False, "s2t_chat", None, text, []) for c, text in zip(voiced, right)]
+    groups = by_speaker(generated)
+    assert {k: [g.case.key for g in v] for k, v in groups.items()} == {"f2": ["b"], "ked": ["a", "c"]}
+    per_voice = {k: score_run(v, "none", BOOK)[0]["reply"]["appropriate"] for k, v in groups.items()}
+    assert per_voice == {"f2": 0.0, "ked": 100.0}
+    assert memory_by_kind(generated) == {"name": {"memory": 100.0, "n": 1}}
+    wrong_name = [*generated[:2], Generated(voiced[2], True, "s2t_chat", None, "madam. your name is peter.", [])]
+    assert memory_by_kind(wrong_name) == {"name": {"memory": 0.0, "n": 1}}
+    report = {"by_speaker": {k: score_run(v, "none", BOOK)[0] for k, v in groups.items()},
+              "memory_by_kind": memory_by_kind(wrong_name)}
+    text = breakdown_table({"m": report})
+    assert "| m | f2 | 1 | - | - | - | - | 0.0% | 100.0% | 100.0% | 0.0% |" in text
+    assert "| m | 0.0% of 1 |" in text
