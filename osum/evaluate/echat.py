@@ -407,31 +407,34 @@ def _spread(cases: Sequence[DialogueCase], n: int) -> list[DialogueCase]:
 
 
 # ---------------------------------------------------------------------------------------------- the table
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}%"
+
+
 def table(reports: dict[str, dict[str, Any]]) -> str:
     """EChat Table 1 style: one row per model, think and reply columns per cue, memory, spoken reply."""
     head = ["model", "think", "words WER", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
             "appropriate", "reply follows think", "think reply emotion (right / follows its emotion / read by reply)",
             "content", "memory (history)", "memory (no history)", "S2S reply WER"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for name, r in reports.items():
         first = r["s2t_first_turns"]
         think = first.get("think") or {}
         reply = first["reply"]
         speech = r.get("s2s_speech") or {}
         chain = first.get("think_reply_emotion")
-        chain_cell = " / ".join(fmt(chain.get(k)) for k in ("right", "follows_emotion", "read_by_reply")) if chain else "-"
-        lines.append("| " + " | ".join([name, r["think_form"], fmt(think.get("words_wer")),
-                                        *(fmt(think.get(c)) for c in CUES), *(fmt(reply.get(p)) for p in REPLY_CUE_PARTS),
-                                        fmt(reply.get("appropriate")),
-                                        fmt((first.get("follows_think") or {}).get("all")), chain_cell,
-                                        fmt(reply.get("content")),
-                                        fmt(r.get("memory_history")), fmt(r.get("memory_no_history")),
-                                        fmt(speech.get("wer"))]) + " |")
+        chain_cell = " / ".join(_pct(chain.get(k)) for k in ("right", "follows_emotion", "read_by_reply")) if chain else "-"
+        lines.append("| " + " | ".join([name, r["think_form"], _pct(think.get("words_wer")),
+                                        *(_pct(think.get(c)) for c in CUES), *(_pct(reply.get(p)) for p in REPLY_CUE_PARTS),
+                                        _pct(reply.get("appropriate")),
+                                        _pct((first.get("follows_think") or {}).get("all")), chain_cell,
+                                        _pct(reply.get("content")),
+                                        _pct(r.get("memory_history")), _pct(r.get("memory_no_history")),
+                                        _pct(speech.get("wer"))]) + " |")
     any_report = next(iter(reports.values()))
     c = any_report["chance"]
-    lines.append("| chance (majority class) | | | " + " | ".join(fmt(c.get(cue)) for cue in CUES)
-                 + " | | | | | | | | " + fmt(c.get("memory")) + " | " + fmt(c.get("memory")) + " | |")
+    lines.append("| chance (majority class) | | | " + " | ".join(_pct(c.get(cue)) for cue in CUES)
+                 + " | | | | | | | | " + _pct(c.get("memory")) + " | " + _pct(c.get("memory")) + " | |")
     return "\n".join(lines) + "\n"
 
 
@@ -440,19 +443,18 @@ def breakdown_table(reports: dict[str, dict[str, Any]]) -> str:
     head = ["model", "voice", "n", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
             "appropriate"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    fmt = lambda v: "-" if v is None else f"{v:.1f}%"  # noqa: E731
     for name, r in reports.items():
         for speaker, s in (r.get("by_speaker") or {}).items():
             think = s.get("think") or {}
-            lines.append("| " + " | ".join([name, speaker, str(s["replies"]), *(fmt(think.get(c)) for c in CUES),
-                                            *(fmt(s["reply"].get(p)) for p in REPLY_CUE_PARTS),
-                                            fmt(s["reply"].get("appropriate"))]) + " |")
+            lines.append("| " + " | ".join([name, speaker, str(s["replies"]), *(_pct(think.get(c)) for c in CUES),
+                                            *(_pct(s["reply"].get(p)) for p in REPLY_CUE_PARTS),
+                                            _pct(s["reply"].get("appropriate"))]) + " |")
     kinds = sorted({k for r in reports.values() for k in (r.get("memory_by_kind") or {})})
     if kinds:
         lines += ["", "| model | " + " | ".join(f"memory: {k}" for k in kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
         for name, r in reports.items():
             by_kind = r.get("memory_by_kind") or {}
-            cells = [f"{fmt(by_kind[k]['memory'])} of {by_kind[k]['n']}" if k in by_kind else "-" for k in kinds]
+            cells = [f"{_pct(by_kind[k]['memory'])} of {by_kind[k]['n']}" if k in by_kind else "-" for k in kinds]
             lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
