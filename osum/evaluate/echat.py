@@ -162,8 +162,13 @@ def reply_scores(reply: str, case: DialogueCase, book: Phrasebook) -> dict[str, 
     out["appropriate"] = all(out.values())
     out["content"] = bool(parts.get("content")) and _holds(reply, parts["content"])
     if case.expect.get("memory"):
-        out["memory"] = _holds(reply, str(case.expect["memory"]))
+        out["memory"] = _remembers(reply, case)
     return out
+
+
+def _remembers(reply: str, case: DialogueCase) -> bool:
+    """A memory query's reply holds the remembered value."""
+    return _holds(reply, str(case.expect["memory"]))
 
 
 def reply_follows_think(stated: dict[str, str | None], reply: str, book: Phrasebook) -> dict[str, bool]:
@@ -395,7 +400,7 @@ def memory_by_kind(generated: Sequence[Generated]) -> dict[str, dict[str, Any]]:
     hits: dict[str, list[bool]] = defaultdict(list)
     for g in generated:
         if g.case.expect.get("memory"):
-            hits[str(g.case.expect.get("memory_kind"))].append(_holds(g.text, str(g.case.expect["memory"])))
+            hits[str(g.case.expect.get("memory_kind"))].append(_remembers(g.text, g.case))
     return {kind: {"memory": _rate(h), "n": len(h)} for kind, h in sorted(hits.items())}
 
 
@@ -433,8 +438,9 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
                                         _pct(speech.get("wer"))]) + " |")
     any_report = next(iter(reports.values()))
     c = any_report["chance"]
-    lines.append("| chance (majority class) | | | " + " | ".join(_pct(c.get(cue)) for cue in CUES)
-                 + " | | | | | | | | " + _pct(c.get("memory")) + " | " + _pct(c.get("memory")) + " | |")
+    blanks = len(head) - 3 - len(CUES) - 3  # the columns between the cues and the two memory columns
+    lines.append("| chance (majority class) | | | " + " | ".join(_pct(c.get(cue)) for cue in CUES) + " |" + " |" * blanks
+                 + " " + _pct(c.get("memory")) + " | " + _pct(c.get("memory")) + " | |")
     return "\n".join(lines) + "\n"
 
 
