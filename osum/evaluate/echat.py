@@ -7,7 +7,9 @@ Scores come from the test shards alone (``data_prep.dialogue_corpus`` writes the
 query the remembered value (``memory``). A generated reply is read by phrase: for each part, the longest
 phrase of that part seen anywhere in the test set that the reply contains (none: the empty phrase), which
 must be the expected one; ``appropriate`` needs the three cue parts right; ``follows_think``: the reply's cue parts
-say what the model's own think stated (right or wrong); ``think_reply_emotion`` (tag think): whether the think's
+say what the model's own think stated (right or wrong); ``all_cues`` and ``appropriate_after_think``: how often the
+think states all four cues right, and how often the reply is appropriate after a right and after a wrong think
+(appropriateness = hearing x following, the two links apart); ``think_reply_emotion`` (tag think): whether the think's
 last field, the reply emotion, is right, follows the think's own emotion tag, and is what the reply's emotion
 phrase says (the chain emotion -> reply emotion -> phrase, link by link). A think is parsed in the model's
 form (``rendering.think`` of its checkpoint): the tag form by ``TaskRegistry.parse_tag_think``, the language
@@ -250,7 +252,7 @@ def _rate(hits: Sequence[bool]) -> float | None:
 def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook) -> tuple[dict[str, Any], list[dict]]:
     """Percentages over one run's replies, and one row per reply."""
     rows, think_hits, reply_hits, follow_hits = [], defaultdict(list), defaultdict(list), defaultdict(list)
-    chain_hits = defaultdict(list)
+    chain_hits, after_think = defaultdict(list), defaultdict(list)
     words_wer = ErrorRate()
     for g in generated:
         truth = g.case.cues
@@ -271,6 +273,10 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
         scores = reply_scores(g.text, g.case, book)
         for name, hit in scores.items():
             reply_hits[name].append(hit)
+        if "think_cues" in row:
+            heard = all(row["think_cues"][cue] == truth[cue] for cue in CUES)
+            think_hits["all_cues"].append(heard)
+            after_think["right" if heard else "wrong"].append(scores["appropriate"])
         row["scores"] = scores
         rows.append(row)
     summary: dict[str, Any] = {"replies": len(generated)}
@@ -279,6 +285,7 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
         summary["think"]["words_wer"] = round(100.0 * words_wer.rate, 2)
         summary["think"]["n"] = len(think_hits["gender"])
         summary["follows_think"] = {part: _rate(h) for part, h in follow_hits.items()}
+        summary["appropriate_after_think"] = {k: _rate(after_think[k]) for k in ("right", "wrong")}
         if chain_hits:
             summary["think_reply_emotion"] = {link: _rate(h) for link, h in chain_hits.items()}
     summary["reply"] = {name: _rate(h) for name, h in reply_hits.items()}
@@ -419,7 +426,8 @@ def _pct(v: float | None) -> str:
 def table(reports: dict[str, dict[str, Any]]) -> str:
     """EChat Table 1 style: one row per model, think and reply columns per cue, memory, spoken reply."""
     head = ["model", "think", "words WER", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
-            "appropriate", "reply follows think", "think reply emotion (right / follows its emotion / read by reply)",
+            "appropriate", "think all cues right (appropriate after it / after a wrong think)", "reply follows think",
+            "think reply emotion (right / follows its emotion / read by reply)",
             "content", "memory (history)", "memory (no history)", "S2S reply WER"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
@@ -429,9 +437,12 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
         speech = r.get("s2s_speech") or {}
         chain = first.get("think_reply_emotion")
         chain_cell = " / ".join(_pct(chain.get(k)) for k in ("right", "follows_emotion", "read_by_reply")) if chain else "-"
+        after = first.get("appropriate_after_think")
+        heard_cell = (f"{_pct(think.get('all_cues'))} ({_pct(after['right'])} / {_pct(after['wrong'])})"
+                      if after else "-")
         lines.append("| " + " | ".join([name, r["think_form"], _pct(think.get("words_wer")),
                                         *(_pct(think.get(c)) for c in CUES), *(_pct(reply.get(p)) for p in REPLY_CUE_PARTS),
-                                        _pct(reply.get("appropriate")),
+                                        _pct(reply.get("appropriate")), heard_cell,
                                         _pct((first.get("follows_think") or {}).get("all")), chain_cell,
                                         _pct(reply.get("content")),
                                         _pct(r.get("memory_history")), _pct(r.get("memory_no_history")),
@@ -446,14 +457,14 @@ def table(reports: dict[str, dict[str, Any]]) -> str:
 
 def breakdown_table(reports: dict[str, dict[str, Any]]) -> str:
     """First turns per user voice (think cues, reply parts, appropriateness) and memory per kind of value."""
-    head = ["model", "voice", "n", *(f"think {c}" for c in CUES), *(f"reply {p}" for p in REPLY_CUE_PARTS),
+    head = ["model", "voice", "n", *(f"think {c}" for c in CUES), "think all cues", *(f"reply {p}" for p in REPLY_CUE_PARTS),
             "appropriate"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in reports.items():
         for speaker, s in (r.get("by_speaker") or {}).items():
             think = s.get("think") or {}
             lines.append("| " + " | ".join([name, speaker, str(s["replies"]), *(_pct(think.get(c)) for c in CUES),
-                                            *(_pct(s["reply"].get(p)) for p in REPLY_CUE_PARTS),
+                                            _pct(think.get("all_cues")), *(_pct(s["reply"].get(p)) for p in REPLY_CUE_PARTS),
                                             _pct(s["reply"].get("appropriate"))]) + " |")
     kinds = sorted({k for r in reports.values() for k in (r.get("memory_by_kind") or {})})
     if kinds:

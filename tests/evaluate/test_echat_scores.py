@@ -73,6 +73,28 @@ def test_the_reply_emotion_chain_names_the_broken_link():
     assert not reply_emotion_chain(calm, "madam, glad you are happy.", CASES[2], BOOK)["read_by_reply"]
 
 
+def tag_think(words: str, age: str, gender: str, emotion: str, event: str, reply_emotion: str) -> str:
+    return (f"user's words: {words}, age: <{age}>, gender: <{gender}>, emotion: <{emotion}>, "
+            f"sound event: <{event}>, reply emotion: <{reply_emotion}>")
+
+
+def test_appropriateness_splits_into_hearing_and_following():
+    a, b = CASES[0], CASES[1]  # a: a sad girl, no event; b: a happy old man who coughs
+    heard_a = tag_think("open the door", "CHILD", "FEMALE", "SAD", "NONE", "COMFORTING")
+    misheard_b = tag_think("what is two plus three", "ADULT", "MALE", "HAPPY", "COUGH", "CHEERFUL")  # age wrong
+    generated = [
+        Generated(a, False, "s2t_chat_think", heard_a, "young lady, please do not be sad. sure, i will open the door.", []),
+        Generated(a, False, "s2t_chat_think", heard_a, "young lady, glad you are happy. sure, i will open the door.", []),
+        Generated(b, False, "s2t_chat_think", misheard_b, "sir, glad you are happy. bless you. the answer is five.", []),
+    ]
+    summary = score_run(generated, "tag", BOOK)[0]
+    assert summary["think"]["all_cues"] == pytest.approx(66.67)
+    assert summary["appropriate_after_think"] == {"right": 50.0, "wrong": 0.0}
+    assert summary["reply"]["appropriate"] == pytest.approx(33.33)
+    no_think = score_run([Generated(a, False, "s2t_chat", None, "young lady.", [])], "none", BOOK)[0]
+    assert "appropriate_after_think" not in no_think and "think" not in no_think
+
+
 def test_a_probe_swaps_with_another_case_never_the_same():
     from osum.evaluate.context_probes import other
 
@@ -99,5 +121,5 @@ def test_breakdowns_by_voice_and_by_kind_of_remembered_value():
     report = {"by_speaker": {k: score_run(v, "none", BOOK)[0] for k, v in groups.items()},
               "memory_by_kind": memory_by_kind(wrong_name)}
     text = breakdown_table({"m": report})
-    assert "| m | f2 | 1 | - | - | - | - | 0.0% | 100.0% | 100.0% | 0.0% |" in text
+    assert "| m | f2 | 1 | - | - | - | - | - | 0.0% | 100.0% | 100.0% | 0.0% |" in text
     assert "| m | 0.0% of 1 |" in text
