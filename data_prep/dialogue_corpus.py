@@ -2,15 +2,15 @@
 both think forms, multi-turn chains with memory.
 
     python -m data_prep.dialogue_corpus --out data/mini_dialogue [--seed 0] [--num-train 1600 --num-train-multi 800]
-        [--workers 2] [--force]
+        [--workers 2] [--force] [--more-voices]
 
 Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.json``. Then
 ``python -m osum.speech_tokens extract --member reply_flac`` adds the reply's speech codes for S2S.
 
 - **User turns** are rendered like the mini corpus (``data_prep.mini_corpus.render_sample``: words spoken one
   by one by a voice, the age and emotion proxies of ``data_prep.mini_effects``, an event on half of the
-  turns); gender comes from the voice. Training voices for train and valid, the two held-out voices for
-  test. Words: the mini corpus's commands and questions (its disjoint per-split pools), and the memory
+  turns); gender comes from the voice. Training voices for train and valid (``--more-voices``: 12 espeak-ng
+  voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's commands and questions (its disjoint per-split pools), and the memory
   sentences of ``data_prep.dialogue_rules``.
 - **Replies** follow ``data_prep.dialogue_rules``: address from age and gender, a phrase from the emotion, a
   phrase from the event, then the content (a command confirmed, a question answered, a memory recalled).
@@ -198,19 +198,26 @@ def write_dialogue_split(split_dir: Path, dialogues: list[dict[str, Any]], worke
     return index
 
 
+def voices_of_splits(more_voices: bool = False) -> dict[str, list[str]]:
+    """User voices per split: the mini corpus's training voices (``more_voices``: and its ``EXTRA_VOICES``) for
+    train and valid, its two held-out voices for test."""
+    train = [v.id for v in mc.VOICES if mc.split_of_voice(v.id) == "train"]
+    train += [v.id for v in mc.EXTRA_VOICES] if more_voices else []
+    return {"train": train, "valid": train, "test": list(mc.HELDOUT_VOICES)}
+
+
 def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, int]] | None = None,
-          workers: int = 2, force: bool = False) -> dict[str, Any]:
+          workers: int = 2, force: bool = False, more_voices: bool = False) -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
     counts = {**DEFAULT_COUNTS, **(counts or {})}
-    args = {"seed": seed, "counts": {s: list(c) for s, c in counts.items()}}
+    args = {"seed": seed, "counts": {s: list(c) for s, c in counts.items()}, **({"more_voices": True} if more_voices else {})}
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
     (out / CORPUS_FILE).unlink(missing_ok=True)
     pools = mc.sentence_pools(seed)
-    train_voices = [v.id for v in mc.VOICES if mc.split_of_voice(v.id) == "train"]
-    voices_of = {"train": train_voices, "valid": train_voices, "test": list(mc.HELDOUT_VOICES)}
+    voices_of = voices_of_splits(more_voices)
     plans = {split: plan_dialogues(split, *counts[split], seed, pools[split], voices_of[split]) for split in SPLITS}
     mc._fill_word_bank([t["plan"] for ds in plans.values() for d in ds for t in d["turns"]], workers)
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
@@ -246,10 +253,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--num-{split}-multi", type=int, default=multi, help=f"multi-turn dialogues of {split}")
     parser.add_argument("--workers", type=int, default=2, help="synthesis processes (results do not depend on it)")
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT/corpus.json matches")
+    parser.add_argument("--more-voices", action="store_true",
+                        help="train and valid also spoken by data_prep.mini_corpus.EXTRA_VOICES (12 espeak-ng voices)")
     args = parser.parse_args(argv)
     counts = {s: (getattr(args, f"num_{s}"), getattr(args, f"num_{s}_multi")) for s in SPLITS}
     start = time.perf_counter()
-    corpus = build(args.out, args.seed, counts, args.workers, args.force)
+    corpus = build(args.out, args.seed, counts, args.workers, args.force, args.more_voices)
     for split, c in corpus["counts"].items():
         print(f"{split:5s} {c['samples']:5d} samples {c['hours']:.3f} h  {c['dialogues']} dialogues "
               f"({c['multi_turn']} multi-turn, {c['turns']} turns)  {c['domains']}")

@@ -86,7 +86,23 @@ VOICES: list[Voice] = [
 ]
 HELDOUT_VOICES = ("festival-ked", "espeak-en-us-f2")
 NOVEL_VOICES = ("espeak-en-gb-m2", "espeak-en-us-m7", "espeak-en-us-annie", "espeak-en-belinda")
-VOICE_BY_ID = {voice.id: voice for voice in VOICES}
+# More training voices for the dialogue corpus only (`data_prep.dialogue_corpus --more-voices`; the mini corpus never
+# uses them): espeak-ng accents and variants that no voice above uses (no f2 variant: the held-out en-us+f2's).
+EXTRA_VOICES: list[Voice] = [
+    Voice("espeak-en-us-m1", "espeak", "en-us+m1", "MALE", ("-s", "160")),
+    Voice("espeak-en-m4", "espeak", "en+m4", "MALE", ("-s", "170")),
+    Voice("espeak-en-gb-x-rp-m5", "espeak", "en-gb-x-rp+m5", "MALE", ("-s", "155")),
+    Voice("espeak-en-gb-scotland-m6", "espeak", "en-gb-scotland+m6", "MALE", ("-s", "165")),
+    Voice("espeak-en-us-nyc-m2", "espeak", "en-us-nyc+m2", "MALE", ("-s", "175")),
+    Voice("espeak-en-gb-x-gbclan-m3", "espeak", "en-gb-x-gbclan+m3", "MALE", ("-s", "150")),
+    Voice("espeak-en-us-f1", "espeak", "en-us+f1", "FEMALE", ("-s", "165")),
+    Voice("espeak-en-f3", "espeak", "en+f3", "FEMALE", ("-s", "155")),
+    Voice("espeak-en-gb-x-rp-f1", "espeak", "en-gb-x-rp+f1", "FEMALE", ("-s", "175")),
+    Voice("espeak-en-us-nyc-f4", "espeak", "en-us-nyc+f4", "FEMALE", ("-s", "160")),
+    Voice("espeak-en-gb-x-gbcwmd-f5", "espeak", "en-gb-x-gbcwmd+f5", "FEMALE", ("-s", "170")),
+    Voice("espeak-en-gb-scotland-f3", "espeak", "en-gb-scotland+f3", "FEMALE", ("-s", "150")),
+]
+VOICE_BY_ID = {voice.id: voice for voice in [*VOICES, *EXTRA_VOICES]}
 
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -335,12 +351,14 @@ def _prepare_voice(
 
 def _fill_word_bank(plans: list[dict[str, Any]], workers: int) -> dict[str, float]:
     """Fill ``_WORD_BANK`` for every (voice, time effect) the plans use; returns median F0 per voice."""
-    words: dict[str, set[str]] = {v.id: set(DIGITS) for v in VOICES}  # digits: every voice's F0 probe
-    effects: dict[str, set[tuple[float, int]]] = {v.id: set() for v in VOICES}
+    used = {plan["voice"] for plan in plans}
+    voices = [*VOICES, *(v for v in EXTRA_VOICES if v.id in used)]
+    words: dict[str, set[str]] = {v.id: set(DIGITS) for v in voices}  # digits: every voice's F0 probe
+    effects: dict[str, set[tuple[float, int]]] = {v.id: set() for v in voices}
     for plan in plans:
         words[plan["voice"]].update(plan["words"])
         effects[plan["voice"]].add(fx.time_effect(plan["labels"]["age"], plan["labels"]["emotion"]))
-    jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in VOICES]
+    jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in voices]
     f0_by_voice = {}
     _WORD_BANK.clear()
     with WorkerPool(workers) as pool:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from data_prep import dialogue_rules as rules
-from data_prep.dialogue_corpus import REPLY_MEMBER, build
+from data_prep import mini_corpus as mc
+from data_prep.dialogue_corpus import REPLY_MEMBER, build, voices_of_splits
 from data_prep.mini_corpus import HELDOUT_VOICES
+from data_prep.voices import median_f0, synthesize_words
 from osum.data.reader import read_shard
 from osum.data.skips import SkipCounter
 from osum.tasks.registry import TaskRegistry
@@ -31,6 +34,19 @@ def test_the_reply_depends_on_the_cues_and_the_words():
     assert think == "a happy little boy who is laughing says: what is my name. i should answer cheerfully."
     kind = rules.MEMORY_KINDS["complaint"]
     assert rules.fill(kind.answer, "i lost my keys") == "you said you lost your keys"
+
+
+def test_more_voices_are_new_training_voices_that_sound_their_gender():
+    base, more = voices_of_splits(), voices_of_splits(more_voices=True)
+    assert more["test"] == base["test"] == list(HELDOUT_VOICES)
+    extra = [mc.VOICE_BY_ID[v] for v in more["train"] if v not in base["train"]]
+    assert len(extra) == 12 and more["valid"] == more["train"]
+    assert not {v.name for v in extra} & {v.name for v in mc.VOICES}
+    assert not any(v.name.endswith("+f2") for v in extra)  # the held-out espeak voice's variant stays unheard
+    for voice in extra:  # an unknown espeak name falls back to the default male voice: caught by its pitch
+        words = synthesize_words(voice, ["one", "two", "three", "four", "five"])
+        f0 = median_f0(np.concatenate(list(words.values())))
+        assert (f0 < 140) if voice.gender == "MALE" else (f0 > 160), (voice.id, f0)
 
 
 @pytest.fixture(scope="module")
