@@ -10,8 +10,8 @@ Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.
 - **User turns** are rendered like the mini corpus (``data_prep.mini_corpus.render_sample``: words spoken one
   by one by a voice, the age and emotion proxies of ``data_prep.mini_effects``, an event on half of the
   turns); gender comes from the voice. Training voices for train and valid (``--more-voices``: 12 espeak-ng
-  voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's commands and questions (its disjoint per-split pools), and the memory
-  sentences of ``data_prep.dialogue_rules``.
+  voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's
+  commands and questions (its disjoint per-split pools), and the memory sentences of ``data_prep.dialogue_rules``.
 - **Replies** follow ``data_prep.dialogue_rules``: address from age and gender, a phrase from the emotion, a
   phrase from the event, then the content (a command confirmed, a question answered, a memory recalled).
   Spoken whole by flite slt (the TTS corpus's voice, so the TTS stage and token2wav know it): member
@@ -211,7 +211,9 @@ def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, in
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
     counts = {**DEFAULT_COUNTS, **(counts or {})}
-    args = {"seed": seed, "counts": {s: list(c) for s, c in counts.items()}, **({"more_voices": True} if more_voices else {})}
+    args = {"seed": seed, "counts": {s: list(c) for s, c in counts.items()}}
+    if more_voices:  # only when set: corpora built before the option keep their arguments (no rebuild)
+        args["more_voices"] = True
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
