@@ -89,18 +89,13 @@ NOVEL_VOICES = ("espeak-en-gb-m2", "espeak-en-us-m7", "espeak-en-us-annie", "esp
 # More training voices for the dialogue corpus only (`data_prep.dialogue_corpus --more-voices`; the mini corpus never
 # uses them): espeak-ng accents and variants that no voice above uses (no f2 variant: the held-out en-us+f2's).
 EXTRA_VOICES: list[Voice] = [
-    Voice("espeak-en-us-m1", "espeak", "en-us+m1", "MALE", ("-s", "160")),
-    Voice("espeak-en-m4", "espeak", "en+m4", "MALE", ("-s", "170")),
-    Voice("espeak-en-gb-x-rp-m5", "espeak", "en-gb-x-rp+m5", "MALE", ("-s", "155")),
-    Voice("espeak-en-gb-scotland-m6", "espeak", "en-gb-scotland+m6", "MALE", ("-s", "165")),
-    Voice("espeak-en-us-nyc-m2", "espeak", "en-us-nyc+m2", "MALE", ("-s", "175")),
-    Voice("espeak-en-gb-x-gbclan-m3", "espeak", "en-gb-x-gbclan+m3", "MALE", ("-s", "150")),
-    Voice("espeak-en-us-f1", "espeak", "en-us+f1", "FEMALE", ("-s", "165")),
-    Voice("espeak-en-f3", "espeak", "en+f3", "FEMALE", ("-s", "155")),
-    Voice("espeak-en-gb-x-rp-f1", "espeak", "en-gb-x-rp+f1", "FEMALE", ("-s", "175")),
-    Voice("espeak-en-us-nyc-f4", "espeak", "en-us-nyc+f4", "FEMALE", ("-s", "160")),
-    Voice("espeak-en-gb-x-gbcwmd-f5", "espeak", "en-gb-x-gbcwmd+f5", "FEMALE", ("-s", "170")),
-    Voice("espeak-en-gb-scotland-f3", "espeak", "en-gb-scotland+f3", "FEMALE", ("-s", "150")),
+    Voice(f"espeak-{name.replace('+', '-')}", "espeak", name, gender, ("-s", speed))
+    for name, gender, speed in [
+        ("en-us+m1", "MALE", "160"), ("en+m4", "MALE", "170"), ("en-gb-x-rp+m5", "MALE", "155"),
+        ("en-gb-scotland+m6", "MALE", "165"), ("en-us-nyc+m2", "MALE", "175"), ("en-gb-x-gbclan+m3", "MALE", "150"),
+        ("en-us+f1", "FEMALE", "165"), ("en+f3", "FEMALE", "155"), ("en-gb-x-rp+f1", "FEMALE", "175"),
+        ("en-us-nyc+f4", "FEMALE", "160"), ("en-gb-x-gbcwmd+f5", "FEMALE", "170"), ("en-gb-scotland+f3", "FEMALE", "150"),
+    ]
 ]
 VOICE_BY_ID = {voice.id: voice for voice in [*VOICES, *EXTRA_VOICES]}
 

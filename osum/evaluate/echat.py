@@ -259,10 +259,16 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
         row: dict[str, Any] = {"key": g.case.key, "output_type": g.output_type, "history": g.history,
                                "think": g.think, "reply": g.text, "expected": g.case.meta.get("answer"),
                                "cues": truth}
+        scores = reply_scores(g.text, g.case, book)
+        for name, hit in scores.items():
+            reply_hits[name].append(hit)
         if g.think is not None or "think" in g.output_type:
             stated = think_cues(g.think, think_form, book)
-            for cue in CUES:
-                think_hits[cue].append(stated[cue] == truth[cue])
+            heard = {cue: stated[cue] == truth[cue] for cue in CUES}
+            for cue, hit in heard.items():
+                think_hits[cue].append(hit)
+            think_hits["all_cues"].append(all(heard.values()))
+            after_think["right" if all(heard.values()) else "wrong"].append(scores["appropriate"])
             words_wer.add(str(g.case.meta.get("txt") or ""), stated["words"] or "")
             row["think_cues"] = stated
             for part, hit in reply_follows_think(stated, g.text, book).items():
@@ -270,13 +276,6 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
             if stated["reply_emotion"] is not None and g.case.meta.get("reply_emotion"):
                 for link, hit in reply_emotion_chain(stated, g.text, g.case, book).items():
                     chain_hits[link].append(hit)
-        scores = reply_scores(g.text, g.case, book)
-        for name, hit in scores.items():
-            reply_hits[name].append(hit)
-        if "think_cues" in row:
-            heard = all(row["think_cues"][cue] == truth[cue] for cue in CUES)
-            think_hits["all_cues"].append(heard)
-            after_think["right" if heard else "wrong"].append(scores["appropriate"])
         row["scores"] = scores
         rows.append(row)
     summary: dict[str, Any] = {"replies": len(generated)}
