@@ -267,8 +267,9 @@ def score_run(generated: Sequence[Generated], think_form: str, book: Phrasebook)
             heard = {cue: stated[cue] == truth[cue] for cue in CUES}
             for cue, hit in heard.items():
                 think_hits[cue].append(hit)
-            think_hits["all_cues"].append(all(heard.values()))
-            after_think["right" if all(heard.values()) else "wrong"].append(scores["appropriate"])
+            all_heard = all(heard.values())
+            think_hits["all_cues"].append(all_heard)
+            after_think["right" if all_heard else "wrong"].append(scores["appropriate"])
             words_wer.add(str(g.case.meta.get("txt") or ""), stated["words"] or "")
             row["think_cues"] = stated
             for part, hit in reply_follows_think(stated, g.text, book).items():
