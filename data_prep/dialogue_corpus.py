@@ -2,15 +2,15 @@
 both think forms, multi-turn chains with memory.
 
     python -m data_prep.dialogue_corpus --out data/mini_dialogue [--seed 0] [--num-train 1600 --num-train-multi 800]
-        [--workers 2] [--force] [--more-voices]
+        [--workers 2] [--force] [--more-voices] [--proxies relative|salient]
 
 Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.json``. Then
 ``python -m osum.speech_tokens extract --member reply_flac`` adds the reply's speech codes for S2S.
 
 - **User turns** are rendered like the mini corpus (``data_prep.mini_corpus.render_sample``: words spoken one
-  by one by a voice, the age and emotion proxies of ``data_prep.mini_effects``, an event on half of the
-  turns); gender comes from the voice. Training voices for train and valid (``--more-voices``: 12 espeak-ng
-  voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's
+  by one by a voice, the age and emotion proxies of ``data_prep.mini_effects``, ``--proxies`` picks the proxy
+  set; an event on half of the turns); gender comes from the voice. Training voices for train and valid
+  (``--more-voices``: 12 espeak-ng voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's
   commands and questions (its disjoint per-split pools), and the memory sentences of ``data_prep.dialogue_rules``.
 - **Replies** follow ``data_prep.dialogue_rules``: address from age and gender, a phrase from the emotion, a
   phrase from the event, then the content (a command confirmed, a question answered, a memory recalled).
@@ -207,13 +207,15 @@ def voices_of_splits(more_voices: bool = False) -> dict[str, list[str]]:
 
 
 def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, int]] | None = None,
-          workers: int = 2, force: bool = False, more_voices: bool = False) -> dict[str, Any]:
+          workers: int = 2, force: bool = False, more_voices: bool = False, proxies: str = "relative") -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
     counts = {**DEFAULT_COUNTS, **(counts or {})}
     args = {"seed": seed, "counts": {s: list(c) for s, c in counts.items()}}
     if more_voices:  # only when set: corpora built before the option keep their arguments (no rebuild)
         args["more_voices"] = True
+    if proxies != "relative":
+        args["proxies"] = proxies
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
@@ -221,7 +223,10 @@ def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, in
     pools = mc.sentence_pools(seed)
     voices_of = voices_of_splits(more_voices)
     plans = {split: plan_dialogues(split, *counts[split], seed, pools[split], voices_of[split]) for split in SPLITS}
-    mc._fill_word_bank([t["plan"] for ds in plans.values() for d in ds for t in d["turns"]], workers)
+    turn_plans = [t["plan"] for ds in plans.values() for d in ds for t in d["turns"]]
+    for plan in turn_plans:
+        plan["proxies"] = proxies
+    mc._fill_word_bank(turn_plans, workers)
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # loaded here, so forked workers need no resampling
     summary = {}
@@ -240,7 +245,7 @@ def build(out: str | os.PathLike, seed: int = 0, counts: dict[str, tuple[int, in
               "rules": {"address": {f"{a}/{g}": v for (a, g), v in rules.ADDRESS.items()},
                         "emotion": rules.EMOTION_REPLY, "event": {str(k): v for k, v in rules.EVENT_PHRASE.items()},
                         "memory": [k.name for k in rules.MEMORY_KINDS.values()]},
-              "counts": summary}
+              "proxies": fx.proxies_doc(proxies), "counts": summary}
     write_corpus_json(out, corpus)
     return corpus
 
@@ -257,10 +262,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT/corpus.json matches")
     parser.add_argument("--more-voices", action="store_true",
                         help="train and valid also spoken by data_prep.mini_corpus.EXTRA_VOICES (12 espeak-ng voices)")
+    parser.add_argument("--proxies", choices=list(fx.PROXY_SETS), default="relative",
+                        help="age and emotion proxy numbers of the user turns (data_prep.mini_effects.PROXY_SETS)")
     args = parser.parse_args(argv)
     counts = {s: (getattr(args, f"num_{s}"), getattr(args, f"num_{s}_multi")) for s in SPLITS}
     start = time.perf_counter()
-    corpus = build(args.out, args.seed, counts, args.workers, args.force, args.more_voices)
+    corpus = build(args.out, args.seed, counts, args.workers, args.force, args.more_voices, args.proxies)
     for split, c in corpus["counts"].items():
         print(f"{split:5s} {c['samples']:5d} samples {c['hours']:.3f} h  {c['dialogues']} dialogues "
               f"({c['multi_turn']} multi-turn, {c['turns']} turns)  {c['domains']}")

@@ -26,7 +26,10 @@ What a sample is:
   NEUTRAL: none. HAPPY: treble +9 dB + tempo x1.1. SAD: low-pass 1.5 kHz + tempo x0.9 + -6 dB.
   ANGER: overdrive + presence boost. NEWS: none. CHAT: pauses doubled. WHISPER: noise-excited
   spectral envelope + voicing at -20 dB. Pitch shifts stay within +120 cents, so a male voice
-  stays in the male F0 range.
+  stays in the male F0 range. ``--proxies salient`` (``mini_effects.PROXY_SETS``) drops every tempo
+  change and widens what is left so a held-out voice is heard without knowing its own rate and
+  brightness: CHILD +300 cents (male voices stay under 167 Hz), OLD vibrato +/-120 cents and tremolo
+  60%, HAPPY every second word +250 cents (and the treble); SAD and ANGER otherwise unchanged.
 - Audio peaks at 0.9 (SAD: 0.45), with a noise floor 60 dB below the peak.
 
 Everything random derives from ``--seed``; every sample has its own generator, so the shards are
@@ -49,7 +52,6 @@ from tqdm import tqdm
 from data_prep import dialogue_rules
 from data_prep import mini_effects as fx
 from data_prep.corpus_files import WorkerPool, previous_build, write_corpus_json, write_split
-from data_prep.mini_effects import PROXIES
 from data_prep.tokenizer import build_tokenizer
 from data_prep.voices import Voice, median_f0, synthesize_words
 from osum.data.shards import SAMPLE_RATE
@@ -217,11 +219,12 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """Audio (16 kHz float32) and JSON meta of one planned sample; needs the word bank filled."""
     rng = np.random.default_rng(plan["seed"])
     labels = plan["labels"]
-    tempo, cents = fx.time_effect(labels["age"], labels["emotion"])
-    bank = _WORD_BANK[(plan["voice"], tempo, cents)]
-    word_audio = [bank[word].astype(np.float32) / 32767 for word in plan["words"]]
+    proxies = fx.PROXY_SETS[plan.get("proxies", "relative")]
+    effects = proxies.time_effects(labels["age"], labels["emotion"])
+    word_audio = [_WORD_BANK[(plan["voice"], *effects[i % len(effects)])][word].astype(np.float32) / 32767
+                  for i, word in enumerate(plan["words"])]
     if labels["age"] == "OLD":
-        word_audio = [fx.vibrato(audio, rng) for audio in word_audio]
+        word_audio = [fx.vibrato(audio, rng, cents=proxies.vibrato_cents) for audio in word_audio]
     pause_factor = fx.CHAT_PAUSE_FACTOR if labels["style"] == "CHAT" else 1.0
     pauses = [int(gap * pause_factor * SAMPLE_RATE) for gap in plan["gaps"]] + [int(plan["trail"] * SAMPLE_RATE)]
     pieces = [np.zeros(int(plan["lead"] * SAMPLE_RATE), np.float32)]
@@ -235,9 +238,12 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
     if labels["style"] == "WHISPER":
         speech = fx.whisper(speech, rng)
-    speech = fx.emotion_filter(speech, labels["emotion"])
+    speech = fx.emotion_filter(speech, labels["emotion"], proxies.happy_treble_db)
     if labels["age"] == "OLD":
-        speech = fx.tremolo(speech, rng)
+        speech = fx.tremolo(speech, rng, depth=proxies.tremolo_depth)
+    if labels["age"] == "CHILD" and proxies.child_flutter:
+        rate_hz, depth = proxies.child_flutter
+        speech = fx.tremolo(speech, rng, rate_hz=rate_hz, depth=depth)
     speech = fx.gate(speech, spans)
     speech /= max(np.abs(speech).max(), 1e-9)
 
@@ -260,11 +266,13 @@ def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
 
 def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_valid: int = 200,
           num_test: int = 400, workers: int = 2, force: bool = False, audio_format: str = "flac",
-          num_test_novel: int = 200) -> dict[str, Any]:
+          num_test_novel: int = 200, proxies: str = "relative") -> dict[str, Any]:
     """Build the corpus into ``out`` (skipped when ``out/corpus.json`` has the same arguments)."""
     out = Path(out)
     args = {"seed": seed, "num_train": num_train, "num_valid": num_valid, "num_test": num_test,
             "num_test_novel": num_test_novel, "audio_format": audio_format}
+    if proxies != "relative":  # only when set: corpora built before the option keep their arguments (no rebuild)
+        args["proxies"] = proxies
     previous = previous_build(out, args, force)
     if previous is not None:
         return previous
@@ -275,6 +283,8 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
     used_digits: set[str] = set()
     plans = {split: plan_split(split, count, seed, pools[split], voices_of[split], used_digits)
              for split, count in zip(SPLITS, (num_train, num_valid, num_test, num_test_novel)) if count}
+    for plan in (plan for split_plans in plans.values() for plan in split_plans):
+        plan["proxies"] = proxies
     f0_by_voice = _fill_word_bank([plan for split_plans in plans.values() for plan in split_plans], workers)
     for name in ("bell.oga", "alarm-clock-elapsed.oga"):
         fx._freedesktop_sound(name)  # load in this process, so that forked workers need no resampling
@@ -296,7 +306,7 @@ def build(out: str | os.PathLike, seed: int = 0, num_train: int = 4000, num_vali
         "f0_check": f0_check(f0_by_voice),
         "domain_fractions": DOMAIN_FRACTIONS,
         "counts": counts,
-        "proxies": PROXIES,
+        "proxies": fx.proxies_doc(proxies),
         "event_placement": fx.EVENT_PLACEMENT,
     }
     write_corpus_json(out, corpus)
@@ -352,7 +362,8 @@ def _fill_word_bank(plans: list[dict[str, Any]], workers: int) -> dict[str, floa
     effects: dict[str, set[tuple[float, int]]] = {v.id: set() for v in voices}
     for plan in plans:
         words[plan["voice"]].update(plan["words"])
-        effects[plan["voice"]].add(fx.time_effect(plan["labels"]["age"], plan["labels"]["emotion"]))
+        proxies = fx.PROXY_SETS[plan.get("proxies", "relative")]
+        effects[plan["voice"]].update(proxies.time_effects(plan["labels"]["age"], plan["labels"]["emotion"]))
     jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in voices]
     f0_by_voice = {}
     _WORD_BANK.clear()
@@ -395,10 +406,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--audio-format", choices=["flac", "wav"], default="flac",
                         help="shard audio: flac (half the size) or 16-bit PCM wav (decodes about 5x faster)")
     parser.add_argument("--force", action="store_true", help="rebuild even if OUT/corpus.json matches")
+    parser.add_argument("--proxies", choices=list(fx.PROXY_SETS), default="relative",
+                        help="age and emotion proxy numbers (data_prep.mini_effects.PROXY_SETS)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     corpus = build(args.out, args.seed, args.num_train, args.num_valid, args.num_test, args.workers, args.force,
-                   args.audio_format, args.num_test_novel)
+                   args.audio_format, args.num_test_novel, args.proxies)
     for split, counts in corpus["counts"].items():
         print(f"{split:10s} {counts['samples']:6d} samples {counts['hours']:.3f} h  {counts['domains']}")
     for gender, check in corpus["f0_check"].items():

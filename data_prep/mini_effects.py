@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,6 @@ from osum.tasks.labels import MINI_LABEL_SETS
 
 SOUNDS_DIR = Path("/usr/share/sounds/freedesktop/stereo")
 
-# Time-changing part of each proxy: (tempo factor, pitch shift in cents). Age and emotion multiply.
-AGE_TIME = {"CHILD": (1.2, 120), "ADULT": (1.0, 0), "OLD": (0.85, 0)}
-EMOTION_TEMPO = {"NEUTRAL": 1.0, "HAPPY": 1.1, "SAD": 0.9, "ANGER": 1.0}
 CHAT_PAUSE_FACTOR = 2.0
 SAD_PEAK_FACTOR = 0.5  # -6 dB: SAD samples peak at 0.45 where all others peak at 0.9
 
@@ -66,10 +64,69 @@ EVENT_PLACEMENT = ("events mix before or after the speech (never over words), wi
                    "at 0.5-0.9 of the speech peak; half of the samples carry one event")
 
 
-def time_effect(age: str, emotion: str) -> tuple[float, int]:
-    """(tempo, cents) applied to each word for this age/emotion combination."""
-    tempo, cents = AGE_TIME[age]
-    return round(tempo * EMOTION_TEMPO[emotion], 4), cents
+@dataclass(frozen=True)
+class ProxySet:
+    """The numbers of the age and emotion proxies that differ between :data:`PROXY_SETS`."""
+
+    age_time: dict[str, tuple[float, int]]  # (tempo factor, pitch shift in cents) per age
+    emotion_tempo: dict[str, float]  # multiplies the age's tempo
+    happy_bounce_cents: int  # every second word of a HAPPY sample raised this much more (0: none)
+    vibrato_cents: float  # OLD: vibrato depth (5.5 Hz)
+    tremolo_depth: float  # OLD: tremolo depth (5.5 Hz)
+    happy_treble_db: float = 9.0  # HAPPY: treble shelf gain (0: none)
+    child_flutter: tuple[float, float] | None = None  # CHILD: (rate Hz, depth) of an amplitude flutter
+
+    def time_effects(self, age: str, emotion: str) -> list[tuple[float, int]]:
+        """(tempo, cents) of each word in turn (the list repeats): one entry, or two for a HAPPY bounce."""
+        tempo, cents = self.age_time[age]
+        tempo = round(tempo * self.emotion_tempo[emotion], 4)
+        if emotion == "HAPPY" and self.happy_bounce_cents:
+            return [(tempo, cents), (tempo, cents + self.happy_bounce_cents)]
+        return [(tempo, cents)]
+
+
+# "relative": the mini corpus as built since issue 11. Tempo and treble are heard only against the voice's own
+# rate and brightness, which a held-out voice does not give (recipes/mini/README.md, "Dialogue").
+# "salient": no tempo cues, the rest wider (CHILD +300 cents: male voices stay under 167 Hz; deeper vibrato and
+# tremolo) and a pitch interval between neighbouring words for HAPPY.
+# "marked": as "salient", but HAPPY is the interval alone (400 cents, no treble) and CHILD also flutters (11 Hz
+# amplitude): each age and emotion has a mark heard without knowing the voice (recipes/mini/README.md, "Dialogue").
+PROXY_SETS = {
+    "relative": ProxySet(age_time={"CHILD": (1.2, 120), "ADULT": (1.0, 0), "OLD": (0.85, 0)},
+                         emotion_tempo={"NEUTRAL": 1.0, "HAPPY": 1.1, "SAD": 0.9, "ANGER": 1.0},
+                         happy_bounce_cents=0, vibrato_cents=60.0, tremolo_depth=0.4),
+    "salient": ProxySet(age_time={"CHILD": (1.0, 300), "ADULT": (1.0, 0), "OLD": (1.0, 0)},
+                        emotion_tempo={"NEUTRAL": 1.0, "HAPPY": 1.0, "SAD": 1.0, "ANGER": 1.0},
+                        happy_bounce_cents=250, vibrato_cents=120.0, tremolo_depth=0.6),
+    "marked": ProxySet(age_time={"CHILD": (1.0, 300), "ADULT": (1.0, 0), "OLD": (1.0, 0)},
+                       emotion_tempo={"NEUTRAL": 1.0, "HAPPY": 1.0, "SAD": 1.0, "ANGER": 1.0},
+                       happy_bounce_cents=400, vibrato_cents=120.0, tremolo_depth=0.6,
+                       happy_treble_db=0.0, child_flutter=(11.0, 0.35)),
+}
+_NO_TEMPO = {"OLD": "vibrato 5.5 Hz +/-120 cents (per word), tremolo 5.5 Hz with 60% amplitude depth, no tempo change",
+             "SAD": "4th-order low-pass at 1.5 kHz, level -6 dB (peak 0.45 instead of 0.9), no tempo change"}
+PROXY_CHANGES: dict[str, dict[str, dict[str, str]]] = {
+    "relative": {},
+    "salient": {
+        "age": {"CHILD": "pitch +300 cents (sox pitch on each word; formants rise too), no tempo change",
+                "OLD": _NO_TEMPO["OLD"]},
+        "emotion": {"HAPPY": "treble shelf +9 dB above ~2 kHz; every second word 250 cents higher than the others",
+                    "SAD": _NO_TEMPO["SAD"]},
+    },
+    "marked": {
+        "age": {"CHILD": "pitch +300 cents (sox pitch on each word; formants rise too) and an 11 Hz amplitude "
+                         "flutter of 35% depth, no tempo change",
+                "OLD": _NO_TEMPO["OLD"]},
+        "emotion": {"HAPPY": "every second word 400 cents higher than the others (no treble, no tempo change)",
+                    "SAD": _NO_TEMPO["SAD"]},
+    },
+}
+
+
+def proxies_doc(name: str) -> dict[str, dict[str, str]]:
+    """The documented proxies of one proxy set (what a corpus.json records)."""
+    changes = PROXY_CHANGES[name]
+    return {kind: {**labels, **changes.get(kind, {})} for kind, labels in PROXIES.items()}
 
 
 def stretch_words(words: dict[str, np.ndarray], tempo: float, cents: int) -> dict[str, np.ndarray]:
@@ -96,10 +153,10 @@ def stretch_words(words: dict[str, np.ndarray], tempo: float, cents: int) -> dic
     return {name: trim_silence(stretched[cuts[i] : cuts[i + 1]]) for i, name in enumerate(names)}
 
 
-def emotion_filter(speech: np.ndarray, emotion: str) -> np.ndarray:
+def emotion_filter(speech: np.ndarray, emotion: str, happy_treble_db: float = 9.0) -> np.ndarray:
     """The time-invariant part of the emotion proxy: HAPPY treble boost, SAD low-pass, ANGER overdrive."""
     if emotion == "HAPPY":
-        return treble_boost(speech)
+        return treble_boost(speech, happy_treble_db) if happy_treble_db else speech
     if emotion == "SAD":
         return lowpass(speech)
     if emotion == "ANGER":

@@ -154,7 +154,7 @@ def render_sample(plan: dict[str, Any], speech: np.ndarray, words: list | None) 
             labels["style"] = "NEWS"  # no word boundaries to lengthen: counted in corpus.json
         else:
             speech, words = _lengthen_pauses(speech, words, rng)
-    tempo, cents = fx.time_effect(labels["age"], labels["emotion"])
+    tempo, cents = fx.PROXY_SETS["relative"].time_effects(labels["age"], labels["emotion"])[0]
     if tempo != 1.0 or cents:
         speech = fx.sox(speech, (["pitch", str(cents)] if cents else []) + (["tempo", "-s", f"{tempo}"] if tempo != 1 else []))
         words = None if words is None else [(w, s / tempo, e / tempo) for w, s, e in words]
