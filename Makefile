@@ -80,8 +80,9 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 	  --text "turn on the kitchen light" --reference $(TTS_DATA)/references/flite-slt.wav --out exp/mini_tts/kitchen_light.wav
 
 # The dialogue chain on the mini dialogue corpus (recipes/mini/README.md, "Dialogue"): the corpus and its reply codes
-# (the mini speech tokenizer), the understanding checkpoint (`make demo`) and the flow model (`make demo-tts`) when
-# missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the TTS stage started from the
+# (the mini speech tokenizer), both corpora with the marked age and emotion proxies (heard on unseen voices:
+# data_prep.mini_effects.PROXY_SETS), the chain's understanding checkpoint (`+recipe=mini_marked`: the mini recipe on
+# the marked mini corpus) and the flow model (`make demo-tts`) when missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the TTS stage started from the
 # understanding checkpoint (mini_tts_chain), the mini dialogue recipe started from it (tag think), the
 # harness table (S2T on every held-out sample, S2S on 40 with their spoken replies judged by Whisper base) and a
 # 2-turn S2S session from the command line.
@@ -93,13 +94,14 @@ DIALOGUE_FLOW := exp/mini_flow_dialogue/checkpoints/last.ckpt
 ECHAT_ARGS := --shards $(DIALOGUE_DATA)/test_codes --s2s 40 --flow $(DIALOGUE_FLOW) \
   --asr $(ASSETS)/whisper-base --reference $(TTS_DATA)/references/flite-slt.wav
 dialogue-corpus: tts-corpus
-	$(PY) -m data_prep.dialogue_corpus --out $(DIALOGUE_DATA) --workers 2
+	$(PY) -m data_prep.dialogue_corpus --out $(DIALOGUE_DATA) --workers 2 --proxies marked
 	for split in train valid test; do [ $(DIALOGUE_DATA)/$${split}_codes/index.json -nt $(DIALOGUE_DATA)/corpus.json ] || \
 	  $(PY) -m osum.speech_tokens extract --tokenizer $(SPEECH_TOKENIZER) --shards $(DIALOGUE_DATA)/$$split \
 	    --out $(DIALOGUE_DATA)/$${split}_codes --member reply_flac || exit 1; done
 
 demo-chat: dialogue-corpus $(ASSETS)/whisper-base/config.json
-	test -f exp/mini/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini
+	$(PY) -m data_prep.mini_corpus --out data/mini_marked --workers 2 --proxies marked
+	test -f exp/mini_marked/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_marked
 	test -f exp/mini_flow/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_flow
 	test -f $(DIALOGUE_FLOW) || $(PY) -m osum.train +recipe=mini_flow_dialogue
 	test -f exp/mini_tts_chain/checkpoints/last.ckpt || $(PY) -m osum.train +recipe=mini_tts_chain

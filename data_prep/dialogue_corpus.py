@@ -2,7 +2,7 @@
 both think forms, multi-turn chains with memory.
 
     python -m data_prep.dialogue_corpus --out data/mini_dialogue [--seed 0] [--num-train 1600 --num-train-multi 800]
-        [--workers 2] [--force] [--more-voices] [--proxies relative|salient]
+        [--workers 2] [--force] [--more-voices] [--proxies relative|salient|marked]
 
 Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.json``. Then
 ``python -m osum.speech_tokens extract --member reply_flac`` adds the reply's speech codes for S2S.

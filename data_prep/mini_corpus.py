@@ -1,7 +1,7 @@
 """Synthetic multi-task English corpus for the mini recipe, from the Debian TTS engines.
 
     python -m data_prep.mini_corpus --out data/mini [--seed 0] [--num-train 4000 --num-valid 200
-        --num-test 400] [--workers 2] [--force]
+        --num-test 400] [--workers 2] [--force] [--proxies relative|salient|marked]
 
 Writes ``OUT/{train,valid,test,test_novel}/shard-*.tar`` + ``index.json``, ``OUT/tokenizer/`` and
 ``OUT/corpus.json`` (arguments, voices with gender, split and median F0, counts, proxies).
@@ -30,6 +30,8 @@ What a sample is:
   change and widens what is left so a held-out voice is heard without knowing its own rate and
   brightness: CHILD +300 cents (male voices stay under 167 Hz), OLD vibrato +/-120 cents and tremolo
   60%, HAPPY every second word +250 cents (and the treble); SAD and ANGER otherwise unchanged.
+  ``--proxies marked`` (the dialogue chain's, ``make demo-chat``): as salient, but HAPPY's bounce +400 cents
+  without the treble and CHILD with an 11 Hz amplitude flutter of depth 0.35.
 - Audio peaks at 0.9 (SAD: 0.45), with a noise floor 60 dB below the peak.
 
 Everything random derives from ``--seed``; every sample has its own generator, so the shards are
