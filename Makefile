@@ -82,10 +82,10 @@ demo-tts: tts-corpus $(ASSETS)/whisper-base/config.json
 # The dialogue chain on the mini dialogue corpus (recipes/mini/README.md, "Dialogue"): the corpus and its reply codes
 # (the mini speech tokenizer), both corpora with the marked age and emotion proxies (heard on unseen voices:
 # data_prep.mini_effects.PROXY_SETS), the chain's understanding checkpoint (`+recipe=mini_marked`: the mini recipe on
-# the marked mini corpus) and the flow model (`make demo-tts`) when missing, the flow fine-tuned on the dialogue replies (mini_flow_dialogue), the TTS stage started from the
-# understanding checkpoint (mini_tts_chain), the mini dialogue recipe started from it (tag think), the
-# harness table (S2T on every held-out sample, S2S on 40 with their spoken replies judged by Whisper base) and a
-# 2-turn S2S session from the command line.
+# the marked mini corpus) and the flow model (`make demo-tts`) when missing, the flow fine-tuned on the dialogue
+# replies (mini_flow_dialogue), the TTS stage started from the understanding checkpoint (mini_tts_chain), the mini
+# dialogue recipe started from it (tag think), the harness table (S2T on every held-out sample, S2S on 40 with
+# their spoken replies judged by Whisper base) and a 2-turn S2S session from the command line.
 # DIALOGUE_ABLATION=1 also trains the language-think and no-think models (same data and steps) for one table.
 DIALOGUE_DATA := data/mini_dialogue
 DIALOGUE_ABLATION ?= 0
