@@ -10,8 +10,9 @@ Writes ``OUT/{train,valid,test}/shard-*.tar`` + ``index.json`` and ``OUT/corpus.
 - **User turns** are rendered like the mini corpus (``data_prep.mini_corpus.render_sample``: words spoken one
   by one by a voice, the age and emotion proxies of ``data_prep.mini_effects``, ``--proxies`` picks the proxy
   set; an event on half of the turns); gender comes from the voice. Training voices for train and valid
-  (``--more-voices``: 12 espeak-ng voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test. Words: the mini corpus's
-  commands and questions (its disjoint per-split pools), and the memory sentences of ``data_prep.dialogue_rules``.
+  (``--more-voices``: 12 espeak-ng voices more, ``mini_corpus.EXTRA_VOICES``), the two held-out voices for test.
+  Words: the mini corpus's commands and questions (its disjoint per-split pools), and the memory sentences of
+  ``data_prep.dialogue_rules``.
 - **Replies** follow ``data_prep.dialogue_rules``: address from age and gender, a phrase from the emotion, a
   phrase from the event, then the content (a command confirmed, a question answered, a memory recalled).
   Spoken whole by flite slt (the TTS corpus's voice, so the TTS stage and token2wav know it): member

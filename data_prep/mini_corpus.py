@@ -217,11 +217,16 @@ def plan_split(split: str, count: int, seed: int, pools: dict[str, list[tuple[st
     return plans
 
 
+def _proxy_set(plan: dict[str, Any]) -> fx.ProxySet:
+    """The proxy set a planned sample is rendered with (plans made before ``--proxies``: relative)."""
+    return fx.PROXY_SETS[plan.get("proxies", "relative")]
+
+
 def render_sample(plan: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """Audio (16 kHz float32) and JSON meta of one planned sample; needs the word bank filled."""
     rng = np.random.default_rng(plan["seed"])
     labels = plan["labels"]
-    proxies = fx.PROXY_SETS[plan.get("proxies", "relative")]
+    proxies = _proxy_set(plan)
     effects = proxies.time_effects(labels["age"], labels["emotion"])
     word_audio = [_WORD_BANK[(plan["voice"], *effects[i % len(effects)])][word].astype(np.float32) / 32767
                   for i, word in enumerate(plan["words"])]
@@ -364,8 +369,7 @@ def _fill_word_bank(plans: list[dict[str, Any]], workers: int) -> dict[str, floa
     effects: dict[str, set[tuple[float, int]]] = {v.id: set() for v in voices}
     for plan in plans:
         words[plan["voice"]].update(plan["words"])
-        proxies = fx.PROXY_SETS[plan.get("proxies", "relative")]
-        effects[plan["voice"]].update(proxies.time_effects(plan["labels"]["age"], plan["labels"]["emotion"]))
+        effects[plan["voice"]].update(_proxy_set(plan).time_effects(plan["labels"]["age"], plan["labels"]["emotion"]))
     jobs = [(v.id, sorted(words[v.id]), sorted(effects[v.id])) for v in voices]
     f0_by_voice = {}
     _WORD_BANK.clear()
